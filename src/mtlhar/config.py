@@ -1,0 +1,290 @@
+"""Typed run configuration loaded from YAML.
+
+The YAML keys map one-to-one onto the dataclass fields below (and those onto constructor arguments).
+Every error names the offending key, the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class TaskConfig:
+    """One task of an experiment. See `mtlhar.tasks.Task` for the meaning of each field."""
+
+    name: str
+    kind: Literal["classification", "multilabel", "regression"] = "classification"
+    column: str | None = None
+    num_classes: int | None = None
+    classes: list[str] | None = None
+    loss: str | None = None
+    metrics: list[str] | None = None
+    main_metric: str | None = None
+    role: Literal["primary", "auxiliary"] = "primary"
+    weight: float = 1.0
+    parent: str | None = None
+    tap: str = "pooled"
+    temporal: Literal["mean", "max"] = "mean"
+    hidden: int = 0
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    separator: str = "|"
+
+
+@dataclass
+class DataConfig:
+    manifest: str | None = None
+    root: str | None = None
+    synth: dict[str, Any] | None = None
+    stream: str = "rgb"
+    frames: int = 8
+    size: int = 64
+    train_split: str = "train"
+    val_split: str = "val"
+    test_splits: list[str] = field(default_factory=lambda: ["test"])
+    sampler: Literal["uniform", "dense"] = "uniform"
+    stride: int = 1
+    num_workers: int = 0
+    cache: bool = True
+    max_bad_fraction: float = 0.05
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "small3d"
+    encoder_args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+
+
+@dataclass
+class BalancerConfig:
+    name: str = "equal"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = 0.9
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_steps: int = 0
+    step_milestones: list[int] = field(default_factory=list)
+    step_gamma: float = 0.1
+    accumulate: int = 1
+    amp: Literal["auto", "on", "off"] = "auto"
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    early_stop_patience: int | None = None
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    tasks: list[TaskConfig]
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    balancer: BalancerConfig = field(default_factory=BalancerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cross_terms: list[dict[str, Any]] = field(default_factory=list)
+    name: str | None = None
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check (and gently coerce) `value` against the annotation `tp`; raise ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"config key '{key}': got {value!r}, expected {_type_name(tp)}")
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"config key '{key}': got {value!r}, allowed values are {allowed}")
+        return value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"config key '{key}': got {value!r}, expected a list")
+        return [_coerce(v, args[0], f"{key}.{i}") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': got {value!r}, expected a mapping")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, prefix=key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': got {value!r}, expected true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': got {value!r}, expected an integer")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}': got {value!r}, expected a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key '{key}': got {value!r}, expected a string")
+    return value
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrongly typed values."""
+    where = prefix or "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{where}': expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        allowed = ", ".join(sorted(fields))
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"unknown config key '{key}'; allowed keys in {where}: {allowed}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"config key '{key}' is required")
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `key.sub=value` overrides (values parsed as YAML; list items addressed by index)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = data
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {key}: '{part}' is not an index of a list of {len(node)} items")
+                if last:
+                    node[int(part)] = _parse_scalar(raw)
+                else:
+                    node = node[int(part)]
+            else:
+                if last:
+                    node[part] = _parse_scalar(raw)
+                else:
+                    node = node.setdefault(part, {})
+                    if not isinstance(node, dict | list):
+                        raise ConfigError(f"--set {key}: '{part}' is not a section")
+    return data
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None):
+    """Load a RunConfig from a YAML file (or a dict), applying `--set` overrides; relative data paths
+    are resolved against the config file's folder."""
+    data = dict(base or {}) if path is None else load_yaml(path)
+    data = apply_overrides(data, overrides or [])
+    cfg = from_dict(RunConfig, data)
+    if path is not None:
+        folder = Path(path).resolve().parent
+        if cfg.data.manifest and not Path(cfg.data.manifest).is_absolute():
+            candidate = folder / cfg.data.manifest
+            if candidate.exists() or not Path(cfg.data.manifest).exists():
+                cfg.data.manifest = str(candidate)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Cross-field checks that a dataclass type cannot express."""
+    if not cfg.tasks:
+        raise ConfigError("config key 'tasks' must list at least one task")
+    names = [t.name for t in cfg.tasks]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"config key 'tasks': duplicate task name(s) {sorted(dup)}")
+    for i, t in enumerate(cfg.tasks):
+        if t.parent is not None and t.parent not in names:
+            raise ConfigError(f"config key 'tasks.{i}.parent': {t.parent!r} is not a task; tasks are {names}")
+        if t.weight < 0:
+            raise ConfigError(f"config key 'tasks.{i}.weight': must be >= 0, got {t.weight}")
+    if not any(t.role == "primary" for t in cfg.tasks):
+        raise ConfigError("config key 'tasks': at least one task must have role 'primary'")
+    if cfg.data.manifest is None and cfg.data.synth is None:
+        raise ConfigError("config key 'data.manifest' is required (or 'data.synth' to generate a synthetic set)")
+    for key in ("steps", "batch_size", "accumulate", "eval_every", "checkpoint_every", "frames"):
+        section = cfg.data if key == "frames" else cfg.train
+        if getattr(section, key) < 1:
+            raise ConfigError(f"config key '{'data' if key == 'frames' else 'train'}.{key}' must be >= 1")
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

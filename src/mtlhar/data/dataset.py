@@ -1,0 +1,186 @@
+"""Samples and batches.
+
+A sample is `{"inputs": {stream: Tensor}, "targets": {task: Tensor}, "mask": {task: Tensor}, "meta": {...}}`
+and a batch stacks them. Masks are broadcastable to their target (per sample here; per class, joint,
+token or pixel for later kinds). All labels are parsed once, up front, so a bad label fails before
+training starts with the manifest row named. An unreadable sample is not fatal: it comes back marked
+bad, `collate` drops it from the batch and lists it in `batch["meta"]["bad"]`, and the trainer records it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from ..tasks import Task
+from .manifest import Manifest
+from .video import read_video, sample_indices
+
+STREAMS = {
+    "rgb": "video file at `path`, decoded with PyAV -> uint8 [3, T, H, W]",
+    "seq": "array file (.npy, or .npz key 'x') at `path`, [T, C] float (IMU windows, features)",
+    "pose": "synthetic-world pose file at `pose` -> [T, 2 * joints] float, normalised to the frame",
+}
+
+
+def resize_clip(clip: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> uint8 [3, T, size, size]: short side to `size`, then a centre crop."""
+    x = torch.from_numpy(clip).permute(3, 0, 1, 2)  # [3, T, H, W]
+    _, _, h, w = x.shape
+    if (h, w) == (size, size):
+        return x.contiguous()
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    y = F.interpolate(x.float().transpose(0, 1), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    y = y[:, :, top : top + size, left : left + size].transpose(0, 1)
+    return y.round().clamp(0, 255).to(torch.uint8).contiguous()
+
+
+def _load_array(path) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"array file not found: {path}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+        if isinstance(arr, np.lib.npyio.NpzFile):
+            arr = arr["x"] if "x" in arr.files else arr[arr.files[0]]
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{path}: cannot read array ({e})") from None
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim != 2:
+        raise DataError(f"{path}: expected a [T, C] array, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise DataError(f"{path}: non-finite value (NaN or inf) at step {bad[0]}, channel {bad[1]}")
+    return arr
+
+
+class ClipDataset(Dataset):
+    """Clips of one split of a manifest, with targets and masks for every task."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        tasks: Sequence[Task],
+        *,
+        split: str | None,
+        stream: str = "rgb",
+        frames: int = 8,
+        size: int = 64,
+        sampler: str = "uniform",
+        stride: int = 1,
+        train: bool = False,
+        seed: int = 0,
+        cache: bool = False,
+    ):
+        if stream not in STREAMS:
+            raise DataError(f"unknown input stream {stream!r}; available: {sorted(STREAMS)}")
+        self.manifest, self.tasks, self.split = manifest, list(tasks), split
+        self.stream, self.frames, self.size = stream, frames, size
+        self.sampler, self.stride, self.train, self.seed = sampler, stride, train, seed
+        self.indices = manifest.indices(split)
+        self.epoch = 0
+        self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        for t in self.tasks:
+            manifest.require_column(t.column, t.name)
+        self.labels = [self._encode_row(i) for i in self.indices]
+
+    def _encode_row(self, row: int):
+        where = self.manifest.where(row)
+        cells = self.manifest.rows[row]
+        return {t.name: t.spec.encode(t, cells.get(t.column, ""), where) for t in self.tasks}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random sampling choices depend on (seed, epoch, index) only, so a resumed run sees the same data."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def labelled_counts(self) -> dict[str, int]:
+        return {t.name: int(sum(bool(lab[t.name][1].all()) for lab in self.labels)) for t in self.tasks}
+
+    def _read(self, row: int) -> np.ndarray:
+        if self.cache is not None and row in self.cache:
+            return self.cache[row]
+        cells = self.manifest.rows[row]
+        if self.stream == "rgb":
+            start = float(cells["start"]) if cells.get("start") else None
+            end = float(cells["end"]) if cells.get("end") else None
+            data = read_video(self.manifest.resolve(cells["path"]), start, end)
+            if data.shape[1] != self.size or data.shape[2] != self.size:
+                data = resize_clip(data, self.size).permute(1, 2, 3, 0).numpy()
+        elif self.stream == "seq":
+            data = _load_array(self.manifest.resolve(cells["path"]))
+        else:
+            data = self._read_pose(cells)
+        if self.cache is not None:
+            self.cache[row] = data
+        return data
+
+    def _read_pose(self, cells) -> np.ndarray:
+        path = self.manifest.resolve(cells.get("pose", ""))
+        if not cells.get("pose") or not path.is_file():
+            raise DataError(f"pose file not found: {path}")
+        with np.load(path) as z:
+            joints = z["joints"].astype(np.float32)  # [T, J, 2] pixels
+            size = float(z["size"]) if "size" in z.files else float(self.size)
+        return (joints / size - 0.5).reshape(joints.shape[0], -1)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.indices[i]
+        meta = {"id": self.manifest.rows[row]["id"], "row": row}
+        try:
+            data = self._read(row)
+            rng = np.random.default_rng([self.seed, self.epoch, row]) if self.train else None
+            idx = sample_indices(len(data), self.frames, mode=self.sampler, stride=self.stride, rng=rng)
+            if self.stream == "rgb":
+                x = torch.from_numpy(np.ascontiguousarray(data[idx])).permute(3, 0, 1, 2).contiguous()
+            else:
+                x = torch.from_numpy(np.ascontiguousarray(data[idx]))
+        except DataError as e:
+            return {"bad": {**meta, "path": self.manifest.rows[row].get("path", ""), "reason": str(e)}}
+        labels = self.labels[i]
+        return {
+            "inputs": {self.stream: x},
+            "targets": {k: v[0] for k, v in labels.items()},
+            "mask": {k: v[1] for k, v in labels.items()},
+            "meta": meta,
+        }
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack samples into a batch; samples that could not be read go to `meta["bad"]`."""
+    good = [s for s in samples if "bad" not in s]
+    bad = [s["bad"] for s in samples if "bad" in s]
+    if not good:
+        return {"inputs": {}, "targets": {}, "mask": {}, "meta": {"ids": [], "rows": [], "bad": bad}, "size": 0}
+    first = good[0]
+    return {
+        "inputs": {k: torch.stack([s["inputs"][k] for s in good]) for k in first["inputs"]},
+        "targets": {k: torch.stack([s["targets"][k] for s in good]) for k in first["targets"]},
+        "mask": {k: torch.stack([s["mask"][k] for s in good]) for k in first["mask"]},
+        "meta": {"ids": [s["meta"]["id"] for s in good], "rows": [s["meta"]["row"] for s in good], "bad": bad},
+        "size": len(good),
+    }
+
+
+def resolve_tasks(task_cfgs, manifest: Manifest) -> list[Task]:
+    """Build Tasks from their configs, taking label spaces from the manifest (classes.json or the column)."""
+    from ..tasks import KINDS, build_task
+
+    tasks = []
+    for i, cfg in enumerate(task_cfgs):
+        column = cfg.column or cfg.name
+        classes = None
+        kind = KINDS.get(cfg.kind)
+        if kind is not None and kind.needs_classes and not cfg.classes:
+            manifest.require_column(column, cfg.name)
+            classes = manifest.classes_for(column, multilabel=cfg.kind == "multilabel", separator=cfg.separator)
+        tasks.append(build_task(cfg, classes, where=f"tasks.{i}"))
+    return tasks

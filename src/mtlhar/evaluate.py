@@ -1,0 +1,133 @@
+"""Evaluation: every task's metrics on any split (or another dataset), confusion matrices, and the
+validation multi-task score used to select a run's one checkpoint.
+
+The validation score is the mean over primary tasks of their main metric, negated where lower is better
+(so higher is always better). It needs no single-task baseline, which does not exist while training;
+the multi-task score against baselines (delta_m, lower is better) is computed in `mtlhar.demo`/studies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from . import metrics as M
+from .config import RunConfig, from_dict
+from .data.dataset import ClipDataset, collate
+from .data.manifest import Manifest
+from .errors import DataError
+from .tasks import Task, task_from_dict
+
+
+def validation_score(metrics: dict, tasks: Sequence[Task]) -> float:
+    vals = []
+    for t in tasks:
+        if t.role != "primary":
+            continue
+        v = metrics.get(t.name, {}).get(t.main_metric)
+        if v is not None:
+            vals.append(v if t.higher_is_better else -v)
+    return float(np.mean(vals)) if vals else -float("inf")
+
+
+@torch.no_grad()
+def predict_outputs(model, dataset: ClipDataset, *, device, batch_size=32, num_workers=0, amp=False,
+                    amp_dtype=torch.bfloat16) -> dict:
+    """Run the model over a dataset; returns per-task outputs, targets, masks (numpy) and ids."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    outs: dict[str, list] = {t.name: [] for t in dataset.tasks}
+    tgts: dict[str, list] = {t.name: [] for t in dataset.tasks}
+    msks: dict[str, list] = {t.name: [] for t in dataset.tasks}
+    ids, bad = [], []
+    for batch in loader:
+        bad += batch["meta"]["bad"]
+        if batch["size"] == 0:
+            continue
+        inputs = {k: v.to(device) for k, v in batch["inputs"].items()}
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            out = model(inputs, mode="eval")
+        for name in outs:
+            outs[name].append(out.heads[name].output.float().cpu().numpy())
+            tgts[name].append(batch["targets"][name].numpy())
+            msks[name].append(batch["mask"][name].numpy())
+        ids += batch["meta"]["ids"]
+    cat = lambda d: {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in d.items()}  # noqa: E731
+    return {"outputs": cat(outs), "targets": cat(tgts), "masks": cat(msks), "ids": ids, "bad": bad}
+
+
+def metrics_from_outputs(pred: dict, tasks: Sequence[Task]) -> dict:
+    res = {}
+    for t in tasks:
+        out, tgt, msk = pred["outputs"][t.name], pred["targets"][t.name], pred["masks"][t.name]
+        if len(out) == 0:
+            continue
+        m = msk.reshape(len(msk), -1)
+        if m.shape[1] == 1:  # per-sample mask
+            m = m[:, 0]
+        res[t.name] = t.spec.compute_metrics(t, out, tgt, m)
+    return res
+
+
+def confusions(pred: dict, tasks: Sequence[Task]) -> dict[str, list]:
+    res = {}
+    for t in tasks:
+        if t.kind == "classification" and len(pred["outputs"][t.name]):
+            cm = M.confusion(pred["outputs"][t.name], pred["targets"][t.name], pred["masks"][t.name].reshape(-1),
+                             num_classes=len(t.classes))
+            res[t.name] = cm.tolist()
+    return res
+
+
+def evaluate_model(model, dataset: ClipDataset, tasks: Sequence[Task], *, device, batch_size=32, num_workers=0,
+                   amp=False, amp_dtype=torch.bfloat16, with_confusion=False) -> dict:
+    pred = predict_outputs(model, dataset, device=device, batch_size=batch_size, num_workers=num_workers,
+                           amp=amp, amp_dtype=amp_dtype)
+    res = {"metrics": metrics_from_outputs(pred, tasks), "n": len(pred["ids"]), "bad": pred["bad"]}
+    if with_confusion:
+        res["confusion"] = confusions(pred, tasks)
+    return res
+
+
+def load_run(run_dir: str | Path, *, device: torch.device | None = None, checkpoint: str = "best"):
+    """Load a trained run: (model, tasks, config). `checkpoint` is 'best' (default) or 'last'."""
+    from .train import build_model
+
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        raise DataError(f"{run_dir}: no {checkpoint} checkpoint at {path} (is this a finished mtlhar run directory?)")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = from_dict(RunConfig, ck["config"])
+    tasks = [task_from_dict(d) for d in ck["tasks"]]
+    model = build_model(cfg, tasks)
+    model.load_state_dict(ck["model"])
+    device = device or torch.device("cpu")
+    return model.to(device).eval(), tasks, cfg
+
+
+def evaluate_run(run_dir: str | Path, *, split: str = "test", data: RunConfig | None = None,
+                 device: torch.device | None = None, batch_size: int = 32) -> dict:
+    """Metrics of a run's selected checkpoint on `split` of its own data, or of the data in `data`.
+
+    With another dataset, tasks are matched by name and must use the same label spaces (class names).
+    """
+    from .train import prepare_data
+
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, tasks, cfg = load_run(run_dir, device=device)
+    src = data or cfg
+    manifest = prepare_data(src) if data is not None else Manifest.read(cfg.data.manifest, cfg.data.root)
+    present = [t for t in tasks if t.column in manifest.columns]
+    if not present:
+        raise DataError(f"{manifest.path}: none of the run's task columns {[t.column for t in tasks]} are in it")
+    d = cfg.data
+    ds = ClipDataset(manifest, present, split=split, stream=d.stream, frames=d.frames, size=d.size,
+                     sampler=d.sampler, stride=d.stride, train=False, seed=cfg.train.seed, cache=False)
+    res = evaluate_model(model, ds, present, device=device, batch_size=batch_size, with_confusion=True)
+    res.update(split=split, manifest=str(manifest.path), run_dir=str(run_dir))
+    return res

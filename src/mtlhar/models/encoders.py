@@ -1,0 +1,222 @@
+"""Encoders that return named taps.
+
+Every encoder reads one input stream and returns a dict of taps:
+- stage feature maps `stage1..stageN` [B, C, T, H, W] (layout "map"),
+- `frames`: a per-time-step sequence [B, T, D] (layout "sequence"),
+- `pooled`: one vector per clip [B, D] (layout "vector"), the shared representation.
+`encoder.taps` maps each tap name to (dim, layout) so that heads can be built before any data flows.
+
+RGB input is uint8 [B, 3, T, H, W]; the encoder normalises it itself so a saved model is self-contained.
+Aliases for the config live in `ENCODERS` below (one table, in the file that defines the family).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, DataError
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+class Normalize(nn.Module):
+    """uint8 [B, 3, T, H, W] -> float normalised with per-channel mean/std."""
+
+    def __init__(self, mean=KINETICS_MEAN, std=KINETICS_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1, 1) * 255.0, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x.float() - self.mean) / self.std
+
+
+def _map_taps(maps: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Add `frames` (spatial mean of the last map) and `pooled` (space-time mean) taps."""
+    last = maps[list(maps)[-1]]
+    frames = last.mean(dim=(3, 4)).transpose(1, 2)  # [B, T, C]
+    return {**maps, "frames": frames, "pooled": frames.mean(dim=1)}
+
+
+def _conv_bn(cin: int, cout: int, kernel, stride) -> nn.Sequential:
+    pad = tuple(k // 2 for k in kernel)
+    return nn.Sequential(
+        nn.Conv3d(cin, cout, kernel, stride=stride, padding=pad, bias=False),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Small3DCNN(nn.Module):
+    """A small 3D CNN fit for CPU training on small clips (e.g. 8 x 64 x 64).
+
+    Four stages of 3x3x3 convolutions (the stem is 3x5x5) with BatchNorm and ReLU; space is downsampled
+    at every stage and time once, so that motion is mixed across frames before pooling.
+    """
+
+    def __init__(self, *, width: int = 24, stream: str = "rgb", in_channels: int = 3):
+        super().__init__()
+        self.stream = stream
+        w = [width, width * 2, width * 4, width * 6]
+        self.normalize = Normalize()
+        self.stages = nn.ModuleList(
+            [
+                _conv_bn(in_channels, w[0], (3, 5, 5), (1, 2, 2)),
+                _conv_bn(w[0], w[1], (3, 3, 3), (1, 2, 2)),
+                _conv_bn(w[1], w[2], (3, 3, 3), (2, 2, 2)),
+                _conv_bn(w[2], w[3], (3, 3, 3), (1, 2, 2)),
+            ]
+        )
+        self.taps = {f"stage{i + 1}": (c, "map") for i, c in enumerate(w)}
+        self.taps.update({"frames": (w[-1], "sequence"), "pooled": (w[-1], "vector")})
+        self.out_dim = w[-1]
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        x = self.normalize(x)
+        maps = {}
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            maps[f"stage{i + 1}"] = x
+        return _map_taps(maps)
+
+
+class TorchvisionVideo(nn.Module):
+    """torchvision's r3d_18 / r2plus1d_18 / mc3_18 with taps, random init or a local weights file.
+
+    `weights` is a path to a torchvision-format state dict (nothing is downloaded); the classifier `fc`
+    is dropped because heads replace it.
+    """
+
+    def __init__(self, *, arch: str = "r2plus1d_18", weights: str | None = None, stream: str = "rgb"):
+        super().__init__()
+        from torchvision.models import video as tvv
+
+        builders = {"r3d_18": tvv.r3d_18, "r2plus1d_18": tvv.r2plus1d_18, "mc3_18": tvv.mc3_18}
+        if arch not in builders:
+            raise ConfigError(f"model.encoder_args.arch: {arch!r} is not one of {sorted(builders)}")
+        net = builders[arch](weights=None)
+        if weights is not None:
+            load_state_dict_file(net, weights, drop_prefixes=("fc.",))
+        self.stream = stream
+        self.normalize = Normalize()
+        self.stem, self.layer1, self.layer2 = net.stem, net.layer1, net.layer2
+        self.layer3, self.layer4 = net.layer3, net.layer4
+        dims = [64, 128, 256, 512]
+        self.taps = {f"stage{i + 1}": (c, "map") for i, c in enumerate(dims)}
+        self.taps.update({"frames": (512, "sequence"), "pooled": (512, "vector")})
+        self.out_dim = 512
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        x = self.stem(self.normalize(x))
+        maps = {}
+        for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
+            x = layer(x)
+            maps[f"stage{i + 1}"] = x
+        return _map_taps(maps)
+
+
+class SequenceEncoder(nn.Module):
+    """Temporal CNN for (T x C) inputs such as IMU windows or flattened pose sequences.
+
+    Input float [B, T, C]; per-channel normalisation statistics can be set from the training split
+    (`set_normalization`) and are saved with the model.
+    """
+
+    def __init__(self, *, in_channels: int, width: int = 64, depth: int = 3, kernel: int = 5, stream: str = "seq"):
+        super().__init__()
+        self.stream = stream
+        self.register_buffer("mean", torch.zeros(in_channels))
+        self.register_buffer("std", torch.ones(in_channels))
+        layers, c = [], in_channels
+        for i in range(depth):
+            out = width * (2 ** min(i, 2))
+            layers += [nn.Conv1d(c, out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm1d(out), nn.ReLU()]
+            c = out
+        self.net = nn.Sequential(*layers)
+        self.taps = {"frames": (c, "sequence"), "pooled": (c, "vector")}
+        self.out_dim = c
+
+    def set_normalization(self, mean: Tensor, std: Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-6))
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if x.ndim != 3 or x.shape[-1] != self.mean.numel():
+            raise DataError(f"sequence encoder expects [B, T, {self.mean.numel()}] input, got {tuple(x.shape)}")
+        x = ((x.float() - self.mean) / self.std).transpose(1, 2)
+        frames = self.net(x).transpose(1, 2)
+        return {"frames": frames, "pooled": frames.mean(dim=1)}
+
+
+def load_state_dict_file(module: nn.Module, path: str | Path, drop_prefixes: tuple[str, ...] = ()) -> None:
+    """Load a local state dict (a `.pt`/`.pth` file) into `module`, naming the file on any mismatch."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"weights file not found: {path} (mtlhar downloads nothing: point to a local file)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is the user's file problem
+        raise DataError(f"{path}: not a readable PyTorch state dict ({e})") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(drop_prefixes)]
+    if missing or unexpected:
+        raise DataError(
+            f"{path}: weights do not match the architecture: {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+        )
+
+
+def small3d(**kw) -> Small3DCNN:
+    return Small3DCNN(**kw)
+
+
+def r3d_18(**kw) -> TorchvisionVideo:
+    return TorchvisionVideo(arch="r3d_18", **kw)
+
+
+def r2plus1d_18(**kw) -> TorchvisionVideo:
+    return TorchvisionVideo(arch="r2plus1d_18", **kw)
+
+
+def mc3_18(**kw) -> TorchvisionVideo:
+    return TorchvisionVideo(arch="mc3_18", **kw)
+
+
+def sequence(**kw) -> SequenceEncoder:
+    return SequenceEncoder(**kw)
+
+
+ENCODERS = {
+    "small3d": (small3d, "small 3D CNN for CPU (default; rgb uint8 [B,3,T,H,W])"),
+    "r3d_18": (r3d_18, "torchvision R3D-18 (random init or local weights file)"),
+    "r2plus1d_18": (r2plus1d_18, "torchvision R(2+1)D-18 (random init or local weights file)"),
+    "mc3_18": (mc3_18, "torchvision MC3-18 (random init or local weights file)"),
+    "sequence": (sequence, "temporal CNN over [B,T,C] sequences (IMU windows, pose)"),
+}
+
+
+def build_encoder(name: str, **kwargs) -> nn.Module:
+    """Build an encoder from an alias in ENCODERS or a dotted path `package.module.callable`."""
+    if name in ENCODERS:
+        factory = ENCODERS[name][0]
+    elif "." in name:
+        import importlib
+
+        module_name, _, attr = name.rpartition(".")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError):
+            raise ConfigError(f"model.encoder: cannot import {name!r}") from None
+    else:
+        raise ConfigError(f"model.encoder: {name!r} is not an encoder; choose from {sorted(ENCODERS)} or a dotted path")
+    try:
+        return factory(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"model.encoder_args for {name!r}: {e}") from None

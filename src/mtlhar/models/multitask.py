@@ -1,0 +1,84 @@
+"""Heads and the multi-task model.
+
+`MultiTaskModel(encoder, tasks)`: the encoder returns named taps; each task's head picks its tap, owns its
+temporal module, and returns a `HeadOutput` (output + intermediates). Single-task training is the same
+model with one task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..objectives import HeadOutput
+from ..tasks import Task
+from .temporal import build_temporal
+
+
+class Head(nn.Module):
+    """tap -> (spatial mean for maps) -> temporal module (for sequences) -> MLP -> task output."""
+
+    def __init__(self, task: Task, tap_dim: int, layout: str):
+        super().__init__()
+        self.layout = layout
+        self.temporal = build_temporal(task.temporal, tap_dim) if layout in ("map", "sequence") else nn.Identity()
+        layers: list[nn.Module] = []
+        dim = tap_dim
+        if task.hidden:
+            layers += [nn.Linear(dim, task.hidden), nn.ReLU()]
+            dim = task.hidden
+        if task.dropout:
+            layers.append(nn.Dropout(task.dropout))
+        layers.append(nn.Linear(dim, task.spec.out_dim(task)))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, tap: Tensor, targets: Tensor | None = None, mode: str = "train") -> HeadOutput:
+        if self.layout == "map":
+            tap = tap.mean(dim=(3, 4)).transpose(1, 2)  # [B, C, T, H, W] -> [B, T, C]
+        feat = self.temporal(tap) if self.layout in ("map", "sequence") else tap
+        return HeadOutput(output=self.mlp(feat), features=feat)
+
+
+@dataclass
+class ModelOutput:
+    heads: dict[str, HeadOutput]
+    taps: dict[str, Tensor]
+
+    @property
+    def shared(self) -> Tensor:
+        """The shared representation (the encoder's pooled vector)."""
+        return self.taps["pooled"]
+
+
+class MultiTaskModel(nn.Module):
+    def __init__(self, encoder: nn.Module, tasks: Sequence[Task]):
+        super().__init__()
+        self.encoder = encoder
+        self.tasks = {t.name: t for t in tasks}
+        heads = {}
+        for t in tasks:
+            if t.tap not in encoder.taps:
+                raise ConfigError(
+                    f"task '{t.name}': tap {t.tap!r} does not exist on this encoder; taps are {sorted(encoder.taps)}"
+                )
+            dim, layout = encoder.taps[t.tap]
+            heads[t.name] = Head(t, dim, layout)
+        self.heads = nn.ModuleDict(heads)
+
+    @property
+    def stream(self) -> str:
+        return self.encoder.stream
+
+    def forward(self, inputs: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None, mode: str = "train"):
+        taps = self.encoder(inputs[self.encoder.stream])
+        heads = {
+            name: head(taps[self.tasks[name].tap], None if targets is None else targets.get(name), mode)
+            for name, head in self.heads.items()
+        }
+        return ModelOutput(heads=heads, taps=taps)
+
+    def shared_parameters(self):
+        return self.encoder.parameters()

@@ -1,0 +1,107 @@
+"""Masked per-task losses and cross-task objective terms.
+
+Every loss returns `(sum_of_losses, labelled_count)` so that the caller can average over the labelled
+count (all-reduced across ranks under DDP). A batch in which a task has no labels yields a zero loss that
+is still connected to the head's output (`0 * output.sum()`), so that every parameter receives a gradient
+(zero) on every rank and DDP never waits for a missing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _connected_zero(output: Tensor) -> Tensor:
+    return output.sum() * 0.0
+
+
+def masked_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, *, label_smoothing: float = 0.0):
+    """logits [B, C], target [B] long (any value where masked), mask [B] bool."""
+    safe_target = torch.where(mask, target, torch.zeros_like(target))
+    per = F.cross_entropy(logits.float(), safe_target, reduction="none", label_smoothing=label_smoothing)
+    m = mask.to(per.dtype)
+    return (per * m).sum() + _connected_zero(logits), m.sum()
+
+
+def masked_bce(logits: Tensor, target: Tensor, mask: Tensor):
+    """logits/target [B, C]; mask broadcastable to [B, C] (per sample or per class)."""
+    m = torch.broadcast_to(mask, logits.shape).to(torch.float32)
+    per = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    per = torch.where(m > 0, per, torch.zeros_like(per))
+    return (per * m).sum() + _connected_zero(logits), m.sum()
+
+
+def masked_regression(pred: Tensor, target: Tensor, mask: Tensor, *, loss: str = "mse"):
+    """pred/target [B, D]; mask broadcastable to [B, D]."""
+    m = torch.broadcast_to(mask, pred.shape).to(torch.float32)
+    diff = pred.float() - torch.where(m > 0, target.float(), pred.detach().float())
+    if loss == "mse":
+        per = diff**2
+    elif loss == "l1":
+        per = diff.abs()
+    elif loss == "smooth_l1":
+        per = F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none")
+    else:  # validated in tasks.py; kept as a guard for direct callers
+        raise ValueError(f"unknown regression loss {loss!r}; use mse, l1 or smooth_l1")
+    return (per * m).sum() + _connected_zero(pred), m.sum()
+
+
+def masked_mean(total: Tensor, count: Tensor, *, distributed: bool = False) -> Tensor:
+    """Average a summed loss over its labelled count; 0 (still in the graph) when nothing is labelled.
+
+    Under DDP the count is all-reduced and the result scaled by the world size, so that DDP's gradient
+    averaging gives the mean over every labelled sample on every rank.
+    """
+    if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
+        count = count.detach().clone()
+        torch.distributed.all_reduce(count)
+        return total * torch.distributed.get_world_size() / count.clamp_min(1.0)
+    return total / count.detach().clamp_min(1.0)
+
+
+@dataclass
+class HeadOutput:
+    """What a head returns: its output (logits / values) and named intermediates for cross-task terms."""
+
+    output: Tensor
+    features: Tensor
+    extras: dict[str, Tensor] | None = None
+
+
+class CrossTaskTerm(Protocol):
+    """An objective over several heads' outputs (hierarchy consistency, decoding discrepancy, ...).
+
+    Returns a scalar tensor. `batch` gives access to masks; `tasks` to the task specs.
+    """
+
+    name: str
+    weight: float
+
+    def __call__(self, outputs: Mapping[str, HeadOutput], batch: Mapping[str, Any], tasks: Mapping) -> Tensor: ...
+
+
+class HierarchyConsistency:
+    """KL(coarse head || fine probabilities summed per coarse group): keeps fine and coarse heads coherent.
+
+    `fine_to_coarse[i]` is the coarse index of fine class i. Samples count whatever their labels (the term
+    needs no label), so a clip labelled only at one level still ties the two heads together.
+    """
+
+    def __init__(self, fine: str, coarse: str, fine_to_coarse: list[int] | Tensor, weight: float = 0.1):
+        self.name = f"consistency:{fine}->{coarse}"
+        self.fine, self.coarse, self.weight = fine, coarse, weight
+        self.index = torch.as_tensor(fine_to_coarse, dtype=torch.long)
+
+    def __call__(self, outputs, batch, tasks) -> Tensor:
+        fine = outputs[self.fine].output.float().softmax(-1)
+        n_coarse = outputs[self.coarse].output.shape[-1]
+        index = self.index.to(fine.device).expand(fine.shape[0], -1)
+        grouped = torch.zeros(fine.shape[0], n_coarse, device=fine.device).scatter_add(1, index, fine)
+        log_coarse = outputs[self.coarse].output.float().log_softmax(-1)
+        return F.kl_div(log_coarse, grouped.clamp_min(1e-8), reduction="batchmean")

@@ -1,0 +1,270 @@
+"""A task is data, not a code path.
+
+A `Task` names its label column, its kind, its loss and metrics (with direction), its role (primary tasks
+count in the multi-task score; auxiliary tasks are reported but not counted), its weight, an optional
+parent (hierarchy) and the encoder tap its head reads. The kind supplies everything that differs between
+tasks: how a manifest cell becomes a target and a mask, the head's output size, the loss and the metrics.
+
+Kinds here: single-label classification, multi-label classification, regression. Later kinds (caption,
+dense decoding, pose, contrastive, distillation) plug in as further `TaskKind` classes in `KINDS`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import metrics as M
+from .config import TaskConfig
+from .errors import ConfigError, DataError
+from .objectives import masked_bce, masked_cross_entropy, masked_regression
+
+
+@dataclass
+class Task:
+    """A resolved task: its config plus its label space (classes) once the data is known."""
+
+    name: str
+    kind: str
+    column: str
+    classes: list[str] | None = None
+    num_outputs: int = 1
+    loss: str = "ce"
+    metrics: list[str] = field(default_factory=list)
+    main_metric: str = "top1"
+    role: str = "primary"
+    weight: float = 1.0
+    parent: str | None = None
+    tap: str = "pooled"
+    temporal: str = "mean"
+    hidden: int = 0
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    separator: str = "|"
+
+    @property
+    def spec(self) -> TaskKind:
+        return KINDS[self.kind]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return M.METRIC_DIRECTIONS.get(self.main_metric, True)
+
+    @property
+    def index(self) -> dict[str, int]:
+        if self.classes is None:
+            return {}
+        cached = getattr(self, "_index", None)
+        if cached is None:
+            cached = {c: i for i, c in enumerate(self.classes)}
+            object.__setattr__(self, "_index", cached)
+        return cached
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = TaskConfig.__dataclass_fields__.keys()
+        out = {k: getattr(self, k) for k in keys if hasattr(self, k)}
+        out["classes"] = self.classes
+        out["num_outputs"] = self.num_outputs
+        out["num_classes"] = len(self.classes) if self.classes is not None else None
+        return out
+
+
+class TaskKind:
+    """Behaviour shared by all tasks of one kind."""
+
+    name = ""
+    default_loss = ""
+    losses: tuple[str, ...] = ()
+    default_metrics: tuple[str, ...] = ()
+    default_main: str = ""
+    needs_classes = True
+
+    def out_dim(self, task: Task) -> int:
+        return len(task.classes or [])
+
+    def empty_target(self, task: Task) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def encode(self, task: Task, cell: str, where: str) -> tuple[Tensor, Tensor]:
+        """Manifest cell -> (target, mask). An empty cell means "no label": mask False."""
+        raise NotImplementedError
+
+    def loss(self, task: Task, output: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def compute_metrics(self, task: Task, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        raise NotImplementedError
+
+    def decode(self, task: Task, output: Tensor, k: int = 3) -> Any:
+        raise NotImplementedError
+
+
+class Classification(TaskKind):
+    name = "classification"
+    default_loss = "ce"
+    losses = ("ce",)
+    default_metrics = ("top1", "top5", "mean_class_acc", "macro_precision", "macro_recall", "macro_f1", "roc_auc")
+    default_main = "top1"
+
+    def empty_target(self, task):
+        return torch.tensor(0, dtype=torch.long), torch.tensor(False)
+
+    def encode(self, task, cell, where):
+        if cell == "":
+            return self.empty_target(task)
+        idx = task.index.get(cell)
+        if idx is None:
+            raise DataError(f"{where}: label {cell!r} of task '{task.name}' is not one of its {len(task.index)} classes")
+        return torch.tensor(idx, dtype=torch.long), torch.tensor(True)
+
+    def loss(self, task, output, target, mask):
+        return masked_cross_entropy(output, target, mask, label_smoothing=task.label_smoothing)
+
+    def compute_metrics(self, task, output, target, mask):
+        res = M.classification_metrics(output, target, mask, num_classes=len(task.classes))
+        return {k: v for k, v in res.items() if k in task.metrics}
+
+    def decode(self, task, output, k=3):
+        prob = output.float().softmax(-1)
+        top = prob.topk(min(k, prob.shape[-1]), dim=-1)
+        return [
+            [(task.classes[i], float(p)) for p, i in zip(ps.tolist(), ix.tolist())]
+            for ps, ix in zip(top.values, top.indices)
+        ]
+
+
+class MultiLabel(TaskKind):
+    name = "multilabel"
+    default_loss = "bce"
+    losses = ("bce",)
+    default_metrics = ("mAP", "macro_f1", "exact_match")
+    default_main = "mAP"
+
+    def empty_target(self, task):
+        return torch.zeros(len(task.classes)), torch.tensor([False])
+
+    def encode(self, task, cell, where):
+        if cell == "":
+            return self.empty_target(task)
+        target = torch.zeros(len(task.classes))
+        for label in cell.split(task.separator):
+            label = label.strip()
+            if label == "":
+                continue
+            idx = task.index.get(label)
+            if idx is None:
+                raise DataError(f"{where}: label {label!r} of task '{task.name}' is not one of its classes")
+            target[idx] = 1.0
+        return target, torch.tensor([True])
+
+    def loss(self, task, output, target, mask):
+        return masked_bce(output, target, mask)
+
+    def compute_metrics(self, task, output, target, mask):
+        res = M.multilabel_metrics(output, target, mask)
+        return {k: v for k, v in res.items() if k in task.metrics}
+
+    def decode(self, task, output, k=3):
+        prob = output.float().sigmoid()
+        return [[(task.classes[i], float(p[i])) for i in torch.nonzero(p >= 0.5).flatten().tolist()] for p in prob]
+
+
+class Regression(TaskKind):
+    name = "regression"
+    default_loss = "mse"
+    losses = ("mse", "l1", "smooth_l1")
+    default_metrics = ("mae", "rmse")
+    default_main = "mae"
+    needs_classes = False
+
+    def out_dim(self, task):
+        return task.num_outputs
+
+    def empty_target(self, task):
+        return torch.zeros(task.num_outputs), torch.tensor([False])
+
+    def encode(self, task, cell, where):
+        if cell == "":
+            return self.empty_target(task)
+        try:
+            values = [float(v) for v in cell.split(task.separator)]
+        except ValueError:
+            raise DataError(f"{where}: value {cell!r} of regression task '{task.name}' is not a number") from None
+        if len(values) != task.num_outputs or not all(math.isfinite(v) for v in values):
+            raise DataError(
+                f"{where}: task '{task.name}' expects {task.num_outputs} finite value(s), got {cell!r}"
+            )
+        return torch.tensor(values, dtype=torch.float32), torch.tensor([True])
+
+    def loss(self, task, output, target, mask):
+        return masked_regression(output, target, mask, loss=task.loss)
+
+    def compute_metrics(self, task, output, target, mask):
+        res = M.regression_metrics(output, target, mask)
+        return {k: v for k, v in res.items() if k in task.metrics}
+
+    def decode(self, task, output, k=3):
+        return [[round(float(v), 4) for v in row] for row in output.float()]
+
+
+KINDS: dict[str, TaskKind] = {k.name: k for k in (Classification(), MultiLabel(), Regression())}
+
+
+def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "tasks") -> Task:
+    """Resolve a TaskConfig into a Task, given the label space found in the data (if the config has none)."""
+    kind = KINDS.get(cfg.kind)
+    if kind is None:
+        raise ConfigError(f"config key '{where}.kind': {cfg.kind!r} is not a task kind; choose from {sorted(KINDS)}")
+    loss = cfg.loss or kind.default_loss
+    if loss not in kind.losses:
+        raise ConfigError(f"config key '{where}.loss': {loss!r} is not a {kind.name} loss; choose from {kind.losses}")
+    resolved = cfg.classes or classes
+    if kind.needs_classes:
+        if not resolved:
+            raise ConfigError(f"task '{cfg.name}': no classes given and none found in column '{cfg.column or cfg.name}'")
+        if cfg.num_classes is not None and cfg.num_classes != len(resolved):
+            raise ConfigError(
+                f"config key '{where}.num_classes': {cfg.num_classes} but the label space has {len(resolved)} classes"
+            )
+    metrics = list(cfg.metrics or kind.default_metrics)
+    unknown = [m for m in metrics if m not in kind.default_metrics]
+    if unknown:
+        raise ConfigError(f"config key '{where}.metrics': {unknown} not available for {kind.name}; choose from {kind.default_metrics}")
+    main = cfg.main_metric or kind.default_main
+    if main not in metrics:
+        raise ConfigError(f"config key '{where}.main_metric': {main!r} must be one of the task's metrics {metrics}")
+    return Task(
+        name=cfg.name,
+        kind=kind.name,
+        column=cfg.column or cfg.name,
+        classes=list(resolved) if kind.needs_classes else None,
+        num_outputs=cfg.num_classes or 1 if not kind.needs_classes else len(resolved),
+        loss=loss,
+        metrics=metrics,
+        main_metric=main,
+        role=cfg.role,
+        weight=cfg.weight,
+        parent=cfg.parent,
+        tap=cfg.tap,
+        temporal=cfg.temporal,
+        hidden=cfg.hidden,
+        dropout=cfg.dropout,
+        label_smoothing=cfg.label_smoothing,
+        separator=cfg.separator,
+    )
+
+
+def task_from_dict(data: dict[str, Any]) -> Task:
+    """Rebuild a Task saved with `Task.to_dict` (run directories store them)."""
+    data = dict(data)
+    data.pop("num_classes", None)
+    classes = data.pop("classes", None)
+    num_outputs = data.pop("num_outputs", None)
+    task = Task(**{k: v for k, v in data.items() if k in Task.__dataclass_fields__}, classes=classes)
+    task.num_outputs = num_outputs or (len(classes) if classes else 1)
+    return task

@@ -1,0 +1,443 @@
+"""The training loop: explicit and readable.
+
+One optimiser step = `accumulate` micro-batches. Every `checkpoint_every` steps the full state (model,
+optimiser, schedule, balancer, scaler, RNG states, data position, history) is written atomically to
+`RUN/checkpoints/last.pt`; `resume=True` continues from it and ends bitwise equal to an unbroken run on
+CPU, because every random choice depends only on (seed, epoch, position). Every `eval_every` steps the
+validation split is scored and the checkpoint with the best validation multi-task score is kept as
+`RUN/checkpoints/best.pt` (the only checkpoint used for test numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from . import provenance
+from .balancing import build_balancer
+from .config import RunConfig, dump_yaml, to_dict
+from .data.dataset import ClipDataset, collate, resolve_tasks
+from .data.manifest import Manifest
+from .errors import ConfigError, TooManyBadSamples
+from .evaluate import evaluate_model, validation_score
+from .models import MultiTaskModel, build_encoder
+from .objectives import masked_mean
+from .tasks import Task
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def prepare_data(cfg: RunConfig) -> Manifest:
+    """The manifest named by the config, generating the synthetic world first when `data.synth` is set."""
+    if cfg.data.synth is not None and cfg.data.manifest is None:
+        from .data.synth_cache import ensure_synth
+
+        cfg.data.manifest = str(ensure_synth(**cfg.data.synth))
+    return Manifest.read(cfg.data.manifest, cfg.data.root)
+
+
+def build_model(cfg: RunConfig, tasks: list[Task]) -> MultiTaskModel:
+    kwargs = dict(cfg.model.encoder_args)
+    if cfg.model.weights is not None:
+        kwargs["weights"] = cfg.model.weights
+    if cfg.model.encoder in ("small3d", "r3d_18", "r2plus1d_18", "mc3_18", "sequence"):
+        kwargs.setdefault("stream", cfg.data.stream)
+    return MultiTaskModel(build_encoder(cfg.model.encoder, **kwargs), tasks)
+
+
+def make_dataset(cfg: RunConfig, manifest: Manifest, tasks, split: str, *, train: bool) -> ClipDataset:
+    d = cfg.data
+    return ClipDataset(
+        manifest, tasks, split=split, stream=d.stream, frames=d.frames, size=d.size, sampler=d.sampler,
+        stride=d.stride, train=train, seed=cfg.train.seed, cache=d.cache,
+    )
+
+
+def lr_factor(cfg: RunConfig, step: int) -> float:
+    t = cfg.train
+    if t.warmup_steps and step < t.warmup_steps:
+        return (step + 1) / t.warmup_steps
+    if t.schedule == "cosine":
+        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if t.schedule == "step":
+        return t.step_gamma ** sum(step >= m for m in t.step_milestones)
+    return 1.0
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_step: int
+    best_score: float
+    val_metrics: dict
+    steps: int
+    wall_time_s: float
+    bad_samples: list
+
+
+class Trainer:
+    """Builds everything a run needs from a RunConfig and trains it into `run_dir`."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, *, manifest: Manifest | None = None):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = pick_device(t.device)
+        self.manifest = manifest or prepare_data(cfg)
+        self.tasks = resolve_tasks(cfg.tasks, self.manifest)
+        self.train_set = make_dataset(cfg, self.manifest, self.tasks, cfg.data.train_split, train=True)
+        self.val_set = make_dataset(cfg, self.manifest, self.tasks, cfg.data.val_split, train=False)
+        self.n_train_batches = len(self.train_set) // t.batch_size
+        if self.n_train_batches == 0:
+            raise ConfigError(
+                f"train.batch_size {t.batch_size} is larger than the training split ({len(self.train_set)} samples)"
+            )
+        seed_everything(t.seed)
+        self.model = build_model(cfg, self.tasks).to(self.device)
+        self._fit_sequence_normalisation()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if t.optimizer == "adamw":
+            self.opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        else:
+            self.opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        self.balancer = build_balancer(
+            cfg.balancer.name, [x.name for x in self.tasks], {x.name: x.weight for x in self.tasks}, cfg.balancer.args
+        )
+        self.cross_terms = self._build_cross_terms()
+        use_cuda = self.device.type == "cuda"
+        self.amp = (t.amp == "on") or (t.amp == "auto" and use_cuda)
+        self.amp_dtype = torch.bfloat16 if (use_cuda and torch.cuda.is_bf16_supported()) or not use_cuda else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_score": -math.inf, "best_step": -1,
+                      "evals_without_improvement": 0, "bad": [], "samples_seen": 0, "wall_time_s": 0.0}
+
+    # ----------------------------------------------------------------------------------------------
+    def _fit_sequence_normalisation(self) -> None:
+        """Sequence inputs are standardised with statistics of the training split only."""
+        enc = self.model.encoder
+        if not hasattr(enc, "set_normalization") or self.cfg.data.stream == "rgb":
+            return
+        arrays = [self.train_set._read(r) for r in self.train_set.indices]
+        cat = torch.from_numpy(np.concatenate(arrays, axis=0))
+        enc.set_normalization(cat.mean(0).to(self.device), cat.std(0).to(self.device))
+
+    def _build_cross_terms(self):
+        from .objectives import HierarchyConsistency
+
+        terms = []
+        by_name = {t.name: t for t in self.tasks}
+        for i, spec in enumerate(self.cfg.cross_terms):
+            spec = dict(spec)
+            kind = spec.pop("kind", None)
+            if kind != "hierarchy_consistency":
+                raise ConfigError(f"cross_terms.{i}.kind: {kind!r} is not a cross-task term; choose from ['hierarchy_consistency']")
+            fine, coarse = by_name.get(spec.get("fine")), by_name.get(spec.get("coarse"))
+            if fine is None or coarse is None:
+                raise ConfigError(f"cross_terms.{i}: 'fine' and 'coarse' must name tasks; tasks are {list(by_name)}")
+            mapping = spec.get("mapping") or self._mapping_from_manifest(fine, coarse)
+            index = []
+            for c in fine.classes:
+                if c not in mapping or mapping[c] not in coarse.index:
+                    raise ConfigError(f"cross_terms.{i}: fine class {c!r} has no coarse class in the mapping")
+                index.append(coarse.index[mapping[c]])
+            terms.append(HierarchyConsistency(fine.name, coarse.name, index, float(spec.get("weight", 0.1))))
+        return terms
+
+    def _mapping_from_manifest(self, fine: Task, coarse: Task) -> dict[str, str]:
+        mapping: dict[str, str] = {}
+        for i, r in enumerate(self.manifest.rows):
+            f, c = r.get(fine.column, ""), r.get(coarse.column, "")
+            if f and c:
+                if mapping.setdefault(f, c) != c:
+                    raise ConfigError(
+                        f"{self.manifest.where(i)}: fine class {f!r} maps to {c!r} here but to {mapping[f]!r} "
+                        "elsewhere: the label hierarchy is not consistent"
+                    )
+        return mapping
+
+    # ----------------------------------------------------------------------------------------------
+    def _epoch_order(self, epoch: int) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + epoch)
+        perm = torch.randperm(len(self.train_set), generator=g).tolist()
+        b = self.cfg.train.batch_size
+        return [perm[i * b : (i + 1) * b] for i in range(self.n_train_batches)]
+
+    def _batches(self):
+        """Yield batches forever from the saved data position (epoch, batch_in_epoch)."""
+        while True:
+            epoch, start = self.state["epoch"], self.state["batch_in_epoch"]
+            self.train_set.set_epoch(epoch)
+            order = self._epoch_order(epoch)[start:]
+            loader = DataLoader(self.train_set, batch_sampler=order, collate_fn=collate,
+                                num_workers=self.cfg.data.num_workers,
+                                persistent_workers=False)
+            for batch in loader:
+                self.state["batch_in_epoch"] += 1
+                yield batch
+            self.state["epoch"] += 1
+            self.state["batch_in_epoch"] = 0
+
+    def _to_device(self, batch: dict) -> dict:
+        dev = self.device
+        nb = dev.type == "cuda"
+        return {
+            **batch,
+            "inputs": {k: v.to(dev, non_blocking=nb) for k, v in batch["inputs"].items()},
+            "targets": {k: v.to(dev, non_blocking=nb) for k, v in batch["targets"].items()},
+            "mask": {k: v.to(dev, non_blocking=nb) for k, v in batch["mask"].items()},
+        }
+
+    def compute_losses(self, batch: dict):
+        """Per-task masked mean losses, presence flags, and the cross-task terms."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            out = self.model(batch["inputs"], batch["targets"], mode="train")
+        losses, present, counts = {}, {}, {}
+        for t in self.tasks:
+            total, count = t.spec.loss(t, out.heads[t.name].output, batch["targets"][t.name], batch["mask"][t.name])
+            losses[t.name] = masked_mean(total, count, distributed=self._distributed())
+            present[t.name] = bool(count.item() > 0)
+            counts[t.name] = int(count.item())
+        cross = {term.name: term(out.heads, batch, {t.name: t for t in self.tasks}) * term.weight for term in self.cross_terms}
+        return losses, present, cross, out
+
+    @staticmethod
+    def _distributed() -> bool:
+        return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+    # ----------------------------------------------------------------------------------------------
+    def _checkpoint_state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "balancer": self.balancer.state_dict(),
+            "state": dict(self.state),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            "tasks": [t.to_dict() for t in self.tasks],
+            "config": to_dict(self.cfg),
+        }
+
+    def _restore(self, path: Path) -> None:
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.balancer.load_state_dict(ck["balancer"])
+        self.state = dict(ck["state"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        if ck["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
+        np.random.set_state(ck["rng"]["numpy"])
+        random.setstate(ck["rng"]["python"])
+
+    def save_best(self, metrics: dict) -> None:
+        atomic_save({"model": self.model.state_dict(), "tasks": [t.to_dict() for t in self.tasks],
+                     "config": to_dict(self.cfg), "step": self.state["step"], "val_metrics": metrics},
+                    self.run_dir / "checkpoints" / "best.pt")
+
+    # ----------------------------------------------------------------------------------------------
+    def fit(self, *, resume: bool = False, on_step: Callable[[int], None] | None = None,
+            log: Callable[[str], None] | None = print) -> TrainResult:
+        cfg, t = self.cfg, self.cfg.train
+        run = self.run_dir
+        last = run / "checkpoints" / "last.pt"
+        if resume:
+            if not last.is_file():
+                raise ConfigError(f"--resume: no checkpoint at {last}; start the run without --resume")
+            self._restore(last)
+        elif last.exists():
+            raise ConfigError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(dump_yaml(cfg))
+        write_json(run / "tasks.json", [x.to_dict() for x in self.tasks])
+        prov = provenance.collect(seed=t.seed, device=self.device, manifest=self.manifest,
+                                  splits=[cfg.data.train_split, cfg.data.val_split],
+                                  extra={"n_parameters": sum(p.numel() for p in self.model.parameters())})
+        write_json(run / "provenance.json", prov)
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(str(run / "tb"))
+        jsonl = open(run / "metrics.jsonl", "a")
+        progress = _progress(t.progress and log is not None, t.steps, self.state["step"], run.name)
+        batches = self._batches()
+        started = time.perf_counter() - self.state["wall_time_s"]
+        n_samples = len(self.train_set)
+        try:
+            self.model.train()
+            while self.state["step"] < t.steps:
+                step = self.state["step"]
+                for g in self.opt.param_groups:
+                    g["lr"] = t.lr * lr_factor(cfg, step)
+                self.opt.zero_grad(set_to_none=True)
+                sums: dict[str, float] = {}
+                weights = {}
+                for _ in range(t.accumulate):
+                    batch = next(batches)
+                    self._record_bad(batch["meta"]["bad"], n_samples)
+                    if batch["size"] == 0:
+                        continue
+                    batch = self._to_device(batch)
+                    losses, present, cross, _ = self.compute_losses(batch)
+                    total, weights = self.balancer.combine(losses, present, step)
+                    for v in cross.values():
+                        total = total + v
+                    self.scaler.scale(total / t.accumulate).backward()
+                    self.state["samples_seen"] += batch["size"]
+                    for k, v in {**losses, **cross}.items():
+                        sums[k] = sums.get(k, 0.0) + float(v.detach()) / t.accumulate
+                if t.grad_clip:
+                    self.scaler.unscale_(self.opt)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                self.scaler.step(self.opt)
+                self.scaler.update()
+                self.state["step"] = step = step + 1
+                self.state["wall_time_s"] = time.perf_counter() - started
+                rec = {"step": step, "split": "train", "lr": self.opt.param_groups[0]["lr"],
+                       "loss": sums, "weights": weights, "epoch": self.state["epoch"]}
+                jsonl.write(json.dumps(rec) + "\n")
+                for k, v in sums.items():
+                    tb.add_scalar(f"train/loss/{k}", v, step)
+                for k, v in weights.items():
+                    tb.add_scalar(f"train/weight/{k}", v, step)
+                progress.update(step, sums)
+                if step % t.eval_every == 0 or step == t.steps:
+                    stop = self._validate(step, jsonl, tb, log)
+                    if stop:
+                        break
+                if step % t.checkpoint_every == 0 or step == t.steps:
+                    jsonl.flush()
+                    atomic_save(self._checkpoint_state(), last)
+                if on_step is not None:
+                    on_step(step)
+        finally:
+            progress.close()
+            jsonl.close()
+            tb.close()
+        atomic_save(self._checkpoint_state(), last)
+        write_json(run / "bad_samples.json", self.state["bad"])
+        if self.state["bad"] and log:
+            log(f"{len(self.state['bad'])} unreadable sample(s) skipped; listed in {run / 'bad_samples.json'}")
+            for b in self.state["bad"][:10]:
+                log(f"  {b['id']}: {b['reason']}")
+        summary = {"best_step": self.state["best_step"], "best_val_score": self.state["best_score"],
+                   "steps": self.state["step"], "wall_time_s": round(self.state["wall_time_s"], 2),
+                   "samples_seen": self.state["samples_seen"], "device": provenance.device_name(self.device),
+                   "n_parameters": prov["n_parameters"], "val_metrics": self.state.get("best_val_metrics", {})}
+        write_json(run / "summary.json", summary)
+        return TrainResult(run, self.state["best_step"], self.state["best_score"],
+                           self.state.get("best_val_metrics", {}), self.state["step"],
+                           self.state["wall_time_s"], self.state["bad"])
+
+    def _record_bad(self, bad: list, n_samples: int) -> None:
+        known = {b["id"] for b in self.state["bad"]}
+        for b in bad:
+            if b["id"] not in known:
+                self.state["bad"].append({**b, "step": self.state["step"]})
+        limit = self.cfg.data.max_bad_fraction
+        if len(self.state["bad"]) > max(1, limit * n_samples):
+            write_json(self.run_dir / "bad_samples.json", self.state["bad"])
+            raise TooManyBadSamples(
+                f"{len(self.state['bad'])} of {n_samples} training samples are unreadable (more than "
+                f"data.max_bad_fraction={limit}); first: {self.state['bad'][0]['path']}: {self.state['bad'][0]['reason']} "
+                f"(all listed in {self.run_dir / 'bad_samples.json'})"
+            )
+
+    def _validate(self, step: int, jsonl, tb, log) -> bool:
+        res = evaluate_model(self.model, self.val_set, self.tasks, device=self.device,
+                             batch_size=self.cfg.train.batch_size, num_workers=self.cfg.data.num_workers,
+                             amp=self.amp, amp_dtype=self.amp_dtype)
+        self.model.train()
+        metrics = res["metrics"]
+        score = validation_score(metrics, self.tasks)
+        jsonl.write(json.dumps({"step": step, "split": "val", "metrics": metrics, "score": score}) + "\n")
+        for task, ms in metrics.items():
+            for k, v in ms.items():
+                tb.add_scalar(f"val/{task}/{k}", v, step)
+        tb.add_scalar("val/score", score, step)
+        if score > self.state["best_score"]:
+            self.state.update(best_score=score, best_step=step, best_val_metrics=metrics, evals_without_improvement=0)
+            self.save_best(metrics)
+        else:
+            self.state["evals_without_improvement"] += 1
+        patience = self.cfg.train.early_stop_patience
+        if patience is not None and self.state["evals_without_improvement"] >= patience:
+            if log:
+                log(f"early stop at step {step}: no validation improvement in {patience} evaluations")
+            return True
+        return False
+
+
+class _progress:
+    """A rich progress bar (or nothing) showing step and per-task losses."""
+
+    def __init__(self, enabled: bool, total: int, start: int, name: str):
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+                                transient=True)
+            self.bar.start()
+            self.id = self.bar.add_task(name, total=total, completed=start, losses="")
+
+    def update(self, step: int, losses: dict) -> None:
+        if self.bar is not None:
+            text = " ".join(f"{k}={v:.3f}" for k, v in list(losses.items())[:4])
+            self.bar.update(self.id, completed=step, losses=text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, manifest: Manifest | None = None,
+          log: Callable[[str], None] | None = print) -> TrainResult:
+    """Train `cfg` into `run_dir` (the Python API behind `mtlhar train`)."""
+    return Trainer(cfg, run_dir, manifest=manifest).fit(resume=resume, log=log)
