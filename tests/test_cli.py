@@ -1,0 +1,39 @@
+import json
+import subprocess
+import sys
+
+import yaml
+from conftest import square_config
+
+from mtlhar.cli import main
+
+
+def test_info_json_lists_what_exists(capsys):
+    assert main(["info", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"small3d", "r3d_18", "r2plus1d_18", "mc3_18", "sequence"} <= set(data["encoders"])
+    assert {"classification", "multilabel", "regression"} == set(data["task_kinds"])
+    assert {"mean", "max"} <= set(data["temporal_modules"]) and "equal" in data["balancers"]
+
+
+def test_every_command_has_help_with_an_example():
+    for cmd in ("train", "eval", "predict", "info", "demo"):
+        out = subprocess.run([sys.executable, "-m", "mtlhar", cmd, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "Example:" in out.stdout and "mtlhar " + cmd in out.stdout
+
+
+def test_bad_config_is_one_clear_line(tmp_path, capsys, squares):
+    cfg = square_config(squares)
+    cfg["train"]["optimiser"] = "adam"
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(p), "--out", str(run), "--set", "train.lr=0.005"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--split", "test", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics == json.loads((run / "eval_test.json").read_text())["metrics"]
+    assert "direction" in metrics and "top1" in metrics["direction"]
+    video = squares.parent / "videos" / "001.mp4"
+    assert main(["predict", str(run), str(video), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["predictions"]["direction"][0][0] in ("left", "right")

@@ -1,0 +1,150 @@
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+from conftest import square_config
+
+from mtlhar.config import RunConfig, from_dict
+from mtlhar.data.dataset import ClipDataset, resolve_tasks
+from mtlhar.data.manifest import Manifest
+from mtlhar.errors import ConfigError, DataError, TooManyBadSamples
+from mtlhar.evaluate import evaluate_run, load_run
+from mtlhar.train import Trainer
+
+
+def cfg_of(manifest, **train):
+    return from_dict(RunConfig, square_config(manifest, **train))
+
+
+def test_tiny_train_and_eval_end_to_end(squares, tmp_path):
+    res = Trainer(cfg_of(squares, steps=40, eval_every=10), tmp_path / "run").fit(log=None)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "provenance.json", "tasks.json", "metrics.jsonl", "summary.json",
+                 "checkpoints/best.pt", "checkpoints/last.pt", "bad_samples.json"):
+        assert (run / name).is_file(), name
+    prov = json.loads((run / "provenance.json").read_text())
+    assert {"git_sha", "pip_freeze", "manifest_sha256", "split_hashes", "seed", "device"} <= set(prov)
+    assert res.best_step in (10, 20, 30, 40)
+    ev = evaluate_run(run, split="test", device=torch.device("cpu"))
+    m = ev["metrics"]
+    assert set(m) == {"direction", "colour", "speed", "tags"}
+    assert {"top1", "macro_f1", "mean_class_acc"} <= set(m["direction"])
+    assert {"mae", "rmse"} == set(m["speed"]) and "mAP" in m["tags"]
+    # the task needs motion; a trained model separates left from right
+    assert m["direction"]["top1"] >= 0.75
+    assert len(ev["confusion"]["direction"]) == 2
+
+
+def test_resume_after_kill_is_bitwise_identical(squares, tmp_path):
+    whole = Trainer(cfg_of(squares), tmp_path / "a")
+    whole.fit(log=None)
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step == 8:  # killed mid-epoch, after the checkpoint of step 6 and before the one of step 9
+            raise Killed
+
+    broken = Trainer(cfg_of(squares), tmp_path / "b")
+    with pytest.raises(Killed):
+        broken.fit(on_step=kill, log=None)
+    resumed = Trainer(cfg_of(squares), tmp_path / "b")
+    resumed.fit(resume=True, log=None)
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    oa, ob = whole.opt.state_dict()["state"], resumed.opt.state_dict()["state"]
+    assert all(torch.equal(oa[i][k], ob[i][k]) for i in oa for k in oa[i] if torch.is_tensor(oa[i][k]))
+    assert whole.state["step"] == resumed.state["step"] == 12
+
+
+def test_existing_run_needs_resume_flag(squares, tmp_path):
+    Trainer(cfg_of(squares, steps=3, eval_every=3), tmp_path / "r").fit(log=None)
+    with pytest.raises(ConfigError, match="pass --resume"):
+        Trainer(cfg_of(squares, steps=3, eval_every=3), tmp_path / "r").fit(log=None)
+
+
+def test_missing_labels_are_masked_not_dropped(squares):
+    manifest = Manifest.read(squares)
+    tasks = resolve_tasks(cfg_of(squares).tasks, manifest)
+    ds = ClipDataset(manifest, tasks, split="train", size=32)
+    counts = ds.labelled_counts()
+    assert counts["colour"] == len(ds) and 0 < counts["direction"] < len(ds)
+
+
+def _copy_dataset(squares, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(squares.parent, root)
+    return root / "manifest.csv"
+
+
+def _edit_rows(manifest, fn):
+    rows = list(csv.DictReader(open(manifest)))
+    fn(rows)
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_unknown_label_names_the_row(squares, tmp_path):
+    manifest = _copy_dataset(squares, tmp_path)
+    cfg = square_config(manifest)
+    cfg["tasks"][0]["classes"] = ["right", "left"]
+
+    def bad(rows):
+        rows[3]["direction"] = "upward"
+
+    _edit_rows(manifest, bad)
+    with pytest.raises(DataError, match=r"row 5 \(id 'clip003'\): label 'upward' of task 'direction'"):
+        Trainer(from_dict(RunConfig, cfg), tmp_path / "run")
+
+
+def test_corrupt_videos_are_skipped_listed_and_limited(squares, tmp_path):
+    manifest = _copy_dataset(squares, tmp_path)
+    root = manifest.parent
+    (root / "videos" / "000.mp4").write_bytes(b"this is not a video")  # a text file with an .mp4 name
+    data = (root / "videos" / "002.mp4").read_bytes()
+    (root / "videos" / "002.mp4").write_bytes(data[: len(data) // 3])  # truncated
+    (root / "videos" / "004.mp4").unlink()  # missing
+    cfg = from_dict(RunConfig, square_config(manifest, steps=8, eval_every=8))
+    cfg.data.max_bad_fraction = 0.2
+    res = Trainer(cfg, tmp_path / "run").fit(log=None)
+    listed = json.loads((tmp_path / "run" / "bad_samples.json").read_text())
+    ids = {b["id"] for b in listed}
+    assert {"clip000", "clip004"} <= ids and all(b["reason"] for b in listed)
+    assert "video not found" in next(b["reason"] for b in listed if b["id"] == "clip004")
+    assert res.steps == 8
+    cfg.data.max_bad_fraction = 0.0
+    with pytest.raises(TooManyBadSamples, match="unreadable"):
+        Trainer(cfg, tmp_path / "run2").fit(log=None)
+
+
+def test_inconsistent_hierarchy_is_reported(squares, tmp_path):
+    manifest = _copy_dataset(squares, tmp_path)
+    cfg = square_config(manifest)
+    cfg["cross_terms"] = [{"kind": "hierarchy_consistency", "fine": "colour", "coarse": "direction"}]
+    with pytest.raises(ConfigError, match="label hierarchy is not consistent"):
+        Trainer(from_dict(RunConfig, cfg), tmp_path / "run")
+
+
+def test_hierarchy_term_trains(squares, tmp_path):
+    cfg = square_config(squares, steps=4, eval_every=4)
+    cfg["tasks"] = [{"name": "tags", "kind": "multilabel"}, {"name": "colour"}, {"name": "speed", "kind": "regression"}]
+    cfg["tasks"][1]["role"] = "primary"
+    cfg["cross_terms"] = [{"kind": "hierarchy_consistency", "fine": "colour", "coarse": "colour",
+                           "mapping": {"red": "red", "green": "green", "blue": "blue"}}]
+    res = Trainer(from_dict(RunConfig, cfg), tmp_path / "run").fit(log=None)
+    assert res.steps == 4
+    rec = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert any("consistency:colour->colour" in r.get("loss", {}) for r in rec)
+
+
+def test_single_task_is_the_same_model_with_one_task(squares, tmp_path):
+    cfg = square_config(squares, steps=3, eval_every=3)
+    cfg["tasks"] = [{"name": "direction"}]
+    Trainer(from_dict(RunConfig, cfg), tmp_path / "stl").fit(log=None)
+    model, tasks, _ = load_run(tmp_path / "stl")
+    assert list(model.heads) == ["direction"] and [t.name for t in tasks] == ["direction"]
