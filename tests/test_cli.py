@@ -27,6 +27,20 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys, squares):
     cfg["train"]["optimiser"] = "adam"
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(p), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown config key 'train.optimiser'" in err[0] and "optimizer" in err[0]
+
+
+def test_missing_file_names_the_path(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "norun"), str(tmp_path / "x.mp4")]) == 2
+    assert "no best checkpoint" in capsys.readouterr().err
+
+
+def test_train_eval_predict_from_the_cli(tmp_path, capsys, squares):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(square_config(squares, steps=4, eval_every=2)))
+    run = tmp_path / "run"
     assert main(["train", str(p), "--out", str(run), "--set", "train.lr=0.005"]) == 0
     capsys.readouterr()
     assert main(["eval", str(run), "--split", "test", "--json"]) == 0
