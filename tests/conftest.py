@@ -39,12 +39,18 @@ def make_square_dataset(root: Path, n: int = 48, *, unlabelled_every: int = 5) -
         rel = f"videos/{i:03d}.mp4"
         write_video(root / rel, moving_square(d, c))
         split = "train" if i < n * 2 // 3 else ("val" if i < n * 5 // 6 else "test")
-        rows.append({
-            "id": f"clip{i:03d}", "path": rel, "split": split, "group": f"g{i % 6}",
-            "direction": "" if i % unlabelled_every == 0 else ("right", "left")[d],
-            "colour": ("red", "green", "blue")[c], "speed": f"{0.5 + 0.25 * c:.2f}",
-            "tags": f"{('right', 'left')[d]}|{('red', 'green', 'blue')[c]}",
-        })
+        rows.append(
+            {
+                "id": f"clip{i:03d}",
+                "path": rel,
+                "split": split,
+                "group": f"g{i % 6}",
+                "direction": "" if i % unlabelled_every == 0 else ("right", "left")[d],
+                "colour": ("red", "green", "blue")[c],
+                "speed": f"{0.5 + 0.25 * c:.2f}",
+                "tags": f"{('right', 'left')[d]}|{('red', 'green', 'blue')[c]}",
+            }
+        )
     with open(root / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -67,6 +73,13 @@ def square_config(manifest: Path, **train) -> dict:
             {"name": "speed", "kind": "regression", "role": "auxiliary"},
             {"name": "tags", "kind": "multilabel", "role": "auxiliary"},
         ],
-        "train": {"steps": 12, "batch_size": 8, "eval_every": 6, "checkpoint_every": 3, "progress": False,
-                  "lr": 0.01, **train},
+        "train": {
+            "steps": 12,
+            "batch_size": 8,
+            "eval_every": 6,
+            "checkpoint_every": 3,
+            "progress": False,
+            "lr": 0.01,
+            **train,
+        },
     }

@@ -3,8 +3,8 @@ import subprocess
 import sys
 
 import yaml
-from conftest import square_config
 
+from conftest import square_config
 from mtlhar.cli import main
 
 

@@ -7,7 +7,9 @@ BASE = {"data": {"manifest": "m.csv"}, "tasks": [{"name": "fine"}, {"name": "coa
 
 
 def test_unknown_key_is_named_with_allowed_keys():
-    with pytest.raises(ConfigError, match=r"unknown config key 'train\.lrate'.*allowed keys in train:.*\blr\b"):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'train\.lrate'.*allowed keys in train:.*\blr\b"
+    ):
         from_dict(RunConfig, {**BASE, "train": {"lrate": 0.1}})
 
 
@@ -41,8 +43,14 @@ def test_malformed_yaml_and_missing_file(tmp_path):
 
 
 def test_overrides_set_nested_keys_and_list_items(tmp_path):
-    data = apply_overrides({"tasks": [{"name": "a"}], "train": {}}, ["train.lr=0.5", "tasks.0.weight=2", "model.encoder=r3d_18"])
-    assert data["train"]["lr"] == 0.5 and data["tasks"][0]["weight"] == 2 and data["model"]["encoder"] == "r3d_18"
+    data = apply_overrides(
+        {"tasks": [{"name": "a"}], "train": {}}, ["train.lr=0.5", "tasks.0.weight=2", "model.encoder=r3d_18"]
+    )
+    assert (
+        data["train"]["lr"] == 0.5
+        and data["tasks"][0]["weight"] == 2
+        and data["model"]["encoder"] == "r3d_18"
+    )
     with pytest.raises(ConfigError, match="not an index"):
         apply_overrides({"tasks": []}, ["tasks.3.weight=1"])
     with pytest.raises(ConfigError, match="expects key=value"):

@@ -9,7 +9,10 @@ from mtlhar.tasks import build_task
 
 
 def _tasks(**kw):
-    return [build_task(TaskConfig(name="a", **kw), ["x", "y", "z"]), build_task(TaskConfig(name="b"), ["p", "q"])]
+    return [
+        build_task(TaskConfig(name="a", **kw), ["x", "y", "z"]),
+        build_task(TaskConfig(name="b"), ["p", "q"]),
+    ]
 
 
 @pytest.mark.parametrize("name", ["small3d", "r3d_18", "r2plus1d_18", "mc3_18"])

@@ -2,8 +2,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtlhar.objectives import HierarchyConsistency, HeadOutput, masked_bce, masked_cross_entropy, masked_mean
-from mtlhar.objectives import masked_regression
+from mtlhar.objectives import (
+    HeadOutput,
+    HierarchyConsistency,
+    masked_bce,
+    masked_cross_entropy,
+    masked_mean,
+    masked_regression,
+)
 
 
 def test_masked_ce_ignores_unlabelled_samples():
@@ -26,7 +32,9 @@ def test_masked_ce_ignores_unlabelled_samples():
 def test_batch_without_labels_contributes_zero_and_stays_in_graph():
     head = torch.nn.Linear(3, 5)
     logits = head(torch.randn(4, 3))
-    total, count = masked_cross_entropy(logits, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool))
+    total, count = masked_cross_entropy(
+        logits, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool)
+    )
     loss = masked_mean(total, count)
     assert loss.item() == 0.0 and torch.isfinite(loss)
     loss.backward()
@@ -43,7 +51,9 @@ def test_masked_bce_per_class_mask_and_regression_mask():
     assert count.item() == 9 and torch.allclose(total, ref)
     pred, tgt = torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[1.5], [float("nan")], [2.0]])
     total, count = masked_regression(pred, tgt, torch.tensor([[True], [False], [True]]))
-    assert count.item() == 2 and torch.isclose(total, torch.tensor(0.25 + 1.0))  # NaN under the mask is ignored
+    assert count.item() == 2 and torch.isclose(
+        total, torch.tensor(0.25 + 1.0)
+    )  # NaN under the mask is ignored
 
 
 @settings(max_examples=30, deadline=None)

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 import torch
-from conftest import square_config
 
+from conftest import square_config
 from mtlhar.config import RunConfig, from_dict
 from mtlhar.data.dataset import ClipDataset, resolve_tasks
 from mtlhar.data.manifest import Manifest
@@ -21,8 +21,16 @@ def cfg_of(manifest, **train):
 def test_tiny_train_and_eval_end_to_end(squares, tmp_path):
     res = Trainer(cfg_of(squares, steps=40, eval_every=10), tmp_path / "run").fit(log=None)
     run = tmp_path / "run"
-    for name in ("config.yaml", "provenance.json", "tasks.json", "metrics.jsonl", "summary.json",
-                 "checkpoints/best.pt", "checkpoints/last.pt", "bad_samples.json"):
+    for name in (
+        "config.yaml",
+        "provenance.json",
+        "tasks.json",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        "bad_samples.json",
+    ):
         assert (run / name).is_file(), name
     prov = json.loads((run / "provenance.json").read_text())
     assert {"git_sha", "pip_freeze", "manifest_sha256", "split_hashes", "seed", "device"} <= set(prov)
@@ -132,10 +140,20 @@ def test_inconsistent_hierarchy_is_reported(squares, tmp_path):
 
 def test_hierarchy_term_trains(squares, tmp_path):
     cfg = square_config(squares, steps=4, eval_every=4)
-    cfg["tasks"] = [{"name": "tags", "kind": "multilabel"}, {"name": "colour"}, {"name": "speed", "kind": "regression"}]
+    cfg["tasks"] = [
+        {"name": "tags", "kind": "multilabel"},
+        {"name": "colour"},
+        {"name": "speed", "kind": "regression"},
+    ]
     cfg["tasks"][1]["role"] = "primary"
-    cfg["cross_terms"] = [{"kind": "hierarchy_consistency", "fine": "colour", "coarse": "colour",
-                           "mapping": {"red": "red", "green": "green", "blue": "blue"}}]
+    cfg["cross_terms"] = [
+        {
+            "kind": "hierarchy_consistency",
+            "fine": "colour",
+            "coarse": "colour",
+            "mapping": {"red": "red", "green": "green", "blue": "blue"},
+        }
+    ]
     res = Trainer(from_dict(RunConfig, cfg), tmp_path / "run").fit(log=None)
     assert res.steps == 4
     rec = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]

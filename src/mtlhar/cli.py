@@ -30,13 +30,24 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def cmd(name, help_text):
-        return sub.add_parser(name, help=help_text, description=help_text, epilog=f"Example:\n  {EXAMPLES[name]}",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"Example:\n  {EXAMPLES[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     t = cmd("train", "train a (multi-task) model from a YAML config")
     t.add_argument("config", help="YAML run config")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. train.lr=0.001 or tasks.0.weight=2 (repeatable)")
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. train.lr=0.001 or tasks.0.weight=2 (repeatable)",
+    )
     t.add_argument("--out", help="run directory (default runs/<config name>)")
     t.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
 
@@ -56,21 +67,29 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
 
     d = cmd("demo", "the main job on the embedded synthetic world: single-task vs multi-task, end to end")
-    d.add_argument("--quick", action="store_true", help="a smaller run that finishes within 5 minutes on 2 cores")
+    d.add_argument(
+        "--quick", action="store_true", help="a smaller run that finishes within 5 minutes on 2 cores"
+    )
     d.add_argument("--out", default="mtlhar-demo", help="output folder (default mtlhar-demo)")
     d.add_argument("--seeds", type=int, default=None, help="paired seeds (default 1 quick, 2 full)")
 
     da = cmd("data", "datasets: generate the synthetic action world")
     dsub = da.add_subparsers(dest="data_command", required=True)
-    s = dsub.add_parser("synth", help="generate the synthetic action world",
-                        epilog="Example:\n  " + EXAMPLES["data"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = dsub.add_parser(
+        "synth",
+        help="generate the synthetic action world",
+        epilog="Example:\n  " + EXAMPLES["data"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--out", required=True)
     s.add_argument("--clips", type=int, default=2000)
     s.add_argument("--frames", type=int, default=16)
     s.add_argument("--size", type=int, default=112)
     s.add_argument("--domain", action="append", dest="domains", help="training domain(s) (repeatable)")
     s.add_argument("--heldout-domain", default="lowlight")
-    s.add_argument("--long-tail", type=float, default=None, help="imbalance ratio of the train split, e.g. 50")
+    s.add_argument(
+        "--long-tail", type=float, default=None, help="imbalance ratio of the train split, e.g. 50"
+    )
     s.add_argument("--composite", action="store_true", help="clips of 2-3 actions with a multi-label column")
     s.add_argument("--codec", choices=["h264", "ffv1"], default="h264")
     s.add_argument("--seed", type=int, default=0)
@@ -100,8 +119,10 @@ def _run(args) -> int:
         cfg = load_config(args.config, args.overrides)
         out = args.out or str(Path("runs") / (cfg.name or Path(args.config).stem))
         res = train(cfg, out, resume=args.resume)
-        print(f"run {res.run_dir}: {res.steps} steps in {res.wall_time_s:.0f}s; best step {res.best_step}, "
-              f"validation score {res.best_score:.4f}")
+        print(
+            f"run {res.run_dir}: {res.steps} steps in {res.wall_time_s:.0f}s; best step {res.best_step}, "
+            f"validation score {res.best_score:.4f}"
+        )
         _print_metrics(res.val_metrics, "validation metrics of the selected checkpoint")
         return 0
     if args.command == "eval":
@@ -131,8 +152,11 @@ def _run(args) -> int:
             for r in results:
                 print(r["file"])
                 for task, preds in r["predictions"].items():
-                    text = ", ".join(f"{c} {p:.2f}" if isinstance(p, float) else str(c) for c, p in preds) \
-                        if preds and isinstance(preds[0], (list, tuple)) else str(preds)
+                    text = (
+                        ", ".join(f"{c} {p:.2f}" if isinstance(p, float) else str(c) for c, p in preds)
+                        if preds and isinstance(preds[0], (list, tuple))
+                        else str(preds)
+                    )
                     print(f"  {task}: {text}")
         return 0
     if args.command == "info":
@@ -158,9 +182,17 @@ def _run(args) -> int:
     if args.command == "data" and args.data_command == "synth":
         from .data import synth
 
-        kwargs = dict(clips=args.clips, frames=args.frames, size=args.size, heldout_domain=args.heldout_domain,
-                      long_tail=args.long_tail, composite=args.composite, codec=args.codec, seed=args.seed,
-                      workers=args.workers)
+        kwargs = dict(
+            clips=args.clips,
+            frames=args.frames,
+            size=args.size,
+            heldout_domain=args.heldout_domain,
+            long_tail=args.long_tail,
+            composite=args.composite,
+            codec=args.codec,
+            seed=args.seed,
+            workers=args.workers,
+        )
         if args.domains:
             kwargs["domains"] = tuple(args.domains)
         path = synth.generate(args.out, progress=_bar("generating clips"), **kwargs)

@@ -275,7 +275,9 @@ def validate(cfg: RunConfig) -> None:
     if not any(t.role == "primary" for t in cfg.tasks):
         raise ConfigError("config key 'tasks': at least one task must have role 'primary'")
     if cfg.data.manifest is None and cfg.data.synth is None:
-        raise ConfigError("config key 'data.manifest' is required (or 'data.synth' to generate a synthetic set)")
+        raise ConfigError(
+            "config key 'data.manifest' is required (or 'data.synth' to generate a synthetic set)"
+        )
     for key in ("steps", "batch_size", "accumulate", "eval_every", "checkpoint_every", "frames"):
         section = cfg.data if key == "frames" else cfg.train
         if getattr(section, key) < 1:

@@ -32,15 +32,30 @@ TASKS = [
 
 
 def demo_config(settings: dict, manifest: Path, tasks: list[dict], seed: int, name: str) -> RunConfig:
-    return from_dict(RunConfig, {
-        "name": name,
-        "data": {"manifest": str(manifest), "frames": 8, "size": settings["size"], "cache": True,
-                 "test_splits": ["test", "test_xdomain"]},
-        "model": {"encoder": "small3d", "encoder_args": {"width": settings["width"]}},
-        "tasks": tasks,
-        "train": {"steps": settings["steps"], "batch_size": 32, "lr": 3e-3, "eval_every": settings["eval_every"],
-                  "checkpoint_every": settings["eval_every"], "seed": seed, "warmup_steps": 20},
-    })
+    return from_dict(
+        RunConfig,
+        {
+            "name": name,
+            "data": {
+                "manifest": str(manifest),
+                "frames": 8,
+                "size": settings["size"],
+                "cache": True,
+                "test_splits": ["test", "test_xdomain"],
+            },
+            "model": {"encoder": "small3d", "encoder_args": {"width": settings["width"]}},
+            "tasks": tasks,
+            "train": {
+                "steps": settings["steps"],
+                "batch_size": 32,
+                "lr": 3e-3,
+                "eval_every": settings["eval_every"],
+                "checkpoint_every": settings["eval_every"],
+                "seed": seed,
+                "warmup_steps": 20,
+            },
+        },
+    )
 
 
 def run_plan(settings: dict, manifest: Path, seeds: int) -> list[tuple[str, str, RunConfig]]:
@@ -56,8 +71,9 @@ def run_plan(settings: dict, manifest: Path, seeds: int) -> list[tuple[str, str,
     return plan
 
 
-def run_demo(out: str | Path = "mtlhar-demo", *, quick: bool = False, seeds: int | None = None,
-             log=print) -> dict:
+def run_demo(
+    out: str | Path = "mtlhar-demo", *, quick: bool = False, seeds: int | None = None, log=print
+) -> dict:
     from rich.console import Console
 
     from .train import Trainer
@@ -68,8 +84,15 @@ def run_demo(out: str | Path = "mtlhar-demo", *, quick: bool = False, seeds: int
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    synth_args = {"clips": settings["clips"], "frames": settings["frames"], "size": settings["size"], "seed": 0}
-    log(f"[1/3] synthetic action world ({settings['clips']} clips, {settings['frames']}x{settings['size']}px; cached)")
+    synth_args = {
+        "clips": settings["clips"],
+        "frames": settings["frames"],
+        "size": settings["size"],
+        "seed": 0,
+    }
+    log(
+        f"[1/3] synthetic action world ({settings['clips']} clips, {settings['frames']}x{settings['size']}px; cached)"
+    )
     from .cli import _bar
 
     manifest_path = ensure_synth(progress=_bar("generating clips"), **synth_args)
@@ -87,7 +110,9 @@ def run_demo(out: str | Path = "mtlhar-demo", *, quick: bool = False, seeds: int
         else:
             resume = (run_dir / "checkpoints" / "last.pt").is_file()
             res = Trainer(cfg, run_dir, manifest=manifest).fit(resume=resume, log=log)
-            log(f"      {i + 1}/{len(plan)} {name}: {res.steps} steps, {res.wall_time_s:.0f}s, best step {res.best_step}")
+            log(
+                f"      {i + 1}/{len(plan)} {name}: {res.steps} steps, {res.wall_time_s:.0f}s, best step {res.best_step}"
+            )
         per_run[name] = {"group": group, "seed": cfg.train.seed, "summary": json.loads(summary.read_text())}
 
     log("[3/3] evaluating on unseen subjects (test) and a held-out visual domain (test_xdomain)")
@@ -112,6 +137,11 @@ def _group_mean(per_run: dict, group: str, split: str, task: str, metric: str) -
     return float(np.mean(vals)), float(np.std(vals)), len(vals)
 
 
+def _seed_value(per_run: dict, group: str, seed: int, split: str, task: str) -> float:
+    run = next(r for r in per_run.values() if r["group"] == group and r["seed"] == seed)
+    return run[split][task]["top1"]
+
+
 def summarise(per_run: dict, manifest: Manifest, settings: dict, seeds: int, wall: float) -> dict:
     primary = [t["name"] for t in TASKS if t["role"] == "primary"]
     table, dm = [], {}
@@ -120,8 +150,15 @@ def summarise(per_run: dict, manifest: Manifest, settings: dict, seeds: int, wal
         for t in TASKS:
             metric = _main_metric(t)
             m_mean, m_std, n = _group_mean(per_run, "mtl", split, t["name"], metric)
-            row = {"split": split, "task": t["name"], "role": t["role"], "metric": metric,
-                   "mtl_mean": m_mean, "mtl_std": m_std, "n_seeds": n}
+            row = {
+                "split": split,
+                "task": t["name"],
+                "role": t["role"],
+                "metric": metric,
+                "mtl_mean": m_mean,
+                "mtl_std": m_std,
+                "n_seeds": n,
+            }
             if t["role"] == "primary":
                 s_mean, s_std, _ = _group_mean(per_run, f"stl_{t['name']}", split, t["name"], metric)
                 row.update(stl_mean=s_mean, stl_std=s_std)
@@ -131,10 +168,9 @@ def summarise(per_run: dict, manifest: Manifest, settings: dict, seeds: int, wal
         value, details = M.delta_m(mtl_vals, stl_vals, hib, floor=0.05)
         per_seed = []
         for s in range(seeds):
-            pick = lambda g, t, s=s: next(r[split][t][_main_metric({})] for r in per_run.values()  # noqa: E731
-                                          if r["group"] == g and r["seed"] == s)
-            v, _ = M.delta_m({t: pick("mtl", t) for t in primary}, {t: pick(f"stl_{t}", t) for t in primary}, hib)
-            per_seed.append(v)
+            mtl_s = {t: _seed_value(per_run, "mtl", s, split, t) for t in primary}
+            stl_s = {t: _seed_value(per_run, f"stl_{t}", s, split, t) for t in primary}
+            per_seed.append(M.delta_m(mtl_s, stl_s, hib)[0])
         dm[split] = {"delta_m": value, "details": details, "per_seed": per_seed}
     return {
         "runs": {name: r["test"] for name, r in per_run.items()},
@@ -143,16 +179,24 @@ def summarise(per_run: dict, manifest: Manifest, settings: dict, seeds: int, wal
         "delta_m_xdomain": dm["test_xdomain"]["delta_m"],
         "delta_m_details": dm,
         "delta_m_convention": "delta_m = (100/K) sum_k (-1)^h_k (M_mtl,k - M_stl,k) / M_stl,k over primary tasks' "
-                              "main metrics (test top-1), h_k = 1 if higher is better; lower is better (negative: "
-                              "multi-task beats single-task); baselines below 0.05 are excluded; means over seeds",
+        "main metrics (test top-1), h_k = 1 if higher is better; lower is better (negative: "
+        "multi-task beats single-task); baselines below 0.05 are excluded; means over seeds",
         "table": table,
         "tasks": [dict(t, main_metric=_main_metric(t)) for t in TASKS],
-        "dataset": {"manifest": str(manifest.path), "sha256": manifest.sha256(), "clips": len(manifest.rows),
-                    "splits": {s: len(manifest.indices(s)) for s in ("train", "val", "test", "test_xdomain")},
-                    "generator": sorted({r.get("generator", "") for r in manifest.rows})},
+        "dataset": {
+            "manifest": str(manifest.path),
+            "sha256": manifest.sha256(),
+            "clips": len(manifest.rows),
+            "splits": {s: len(manifest.indices(s)) for s in ("train", "val", "test", "test_xdomain")},
+            "generator": sorted({r.get("generator", "") for r in manifest.rows}),
+        },
         "settings": {**settings, "seeds": seeds},
-        "compute": {name: {k: r["summary"][k] for k in ("steps", "wall_time_s", "device", "n_parameters", "best_step")}
-                    for name, r in per_run.items()},
+        "compute": {
+            name: {
+                k: r["summary"][k] for k in ("steps", "wall_time_s", "device", "n_parameters", "best_step")
+            }
+            for name, r in per_run.items()
+        },
         "wall_time_s": round(wall, 1),
     }
 
@@ -166,7 +210,15 @@ def print_summary(console, results: dict) -> None:
     for r in results["table"]:
         stl = f"{r['stl_mean']:.3f} ± {r['stl_std']:.3f}" if "stl_mean" in r else "-"
         diff = f"{r['mtl_mean'] - r['stl_mean']:+.3f}" if "stl_mean" in r else ""
-        table.add_row(r["split"], r["task"], r["role"], r["metric"], stl, f"{r['mtl_mean']:.3f} ± {r['mtl_std']:.3f}", diff)
+        table.add_row(
+            r["split"],
+            r["task"],
+            r["role"],
+            r["metric"],
+            stl,
+            f"{r['mtl_mean']:.3f} ± {r['mtl_std']:.3f}",
+            diff,
+        )
     console.print(table)
     for split, key in (("unseen subjects", "delta_m"), ("held-out domain", "delta_m_xdomain")):
         v = results[key]

@@ -35,11 +35,14 @@ def validation_score(metrics: dict, tasks: Sequence[Task]) -> float:
 
 
 @torch.no_grad()
-def predict_outputs(model, dataset: ClipDataset, *, device, batch_size=32, num_workers=0, amp=False,
-                    amp_dtype=torch.bfloat16) -> dict:
+def predict_outputs(
+    model, dataset: ClipDataset, *, device, batch_size=32, num_workers=0, amp=False, amp_dtype=torch.bfloat16
+) -> dict:
     """Run the model over a dataset; returns per-task outputs, targets, masks (numpy) and ids."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers
+    )
     outs: dict[str, list] = {t.name: [] for t in dataset.tasks}
     tgts: dict[str, list] = {t.name: [] for t in dataset.tasks}
     msks: dict[str, list] = {t.name: [] for t in dataset.tasks}
@@ -77,16 +80,37 @@ def confusions(pred: dict, tasks: Sequence[Task]) -> dict[str, list]:
     res = {}
     for t in tasks:
         if t.kind == "classification" and len(pred["outputs"][t.name]):
-            cm = M.confusion(pred["outputs"][t.name], pred["targets"][t.name], pred["masks"][t.name].reshape(-1),
-                             num_classes=len(t.classes))
+            cm = M.confusion(
+                pred["outputs"][t.name],
+                pred["targets"][t.name],
+                pred["masks"][t.name].reshape(-1),
+                num_classes=len(t.classes),
+            )
             res[t.name] = cm.tolist()
     return res
 
 
-def evaluate_model(model, dataset: ClipDataset, tasks: Sequence[Task], *, device, batch_size=32, num_workers=0,
-                   amp=False, amp_dtype=torch.bfloat16, with_confusion=False) -> dict:
-    pred = predict_outputs(model, dataset, device=device, batch_size=batch_size, num_workers=num_workers,
-                           amp=amp, amp_dtype=amp_dtype)
+def evaluate_model(
+    model,
+    dataset: ClipDataset,
+    tasks: Sequence[Task],
+    *,
+    device,
+    batch_size=32,
+    num_workers=0,
+    amp=False,
+    amp_dtype=torch.bfloat16,
+    with_confusion=False,
+) -> dict:
+    pred = predict_outputs(
+        model,
+        dataset,
+        device=device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        amp=amp,
+        amp_dtype=amp_dtype,
+    )
     res = {"metrics": metrics_from_outputs(pred, tasks), "n": len(pred["ids"]), "bad": pred["bad"]}
     if with_confusion:
         res["confusion"] = confusions(pred, tasks)
@@ -100,7 +124,9 @@ def load_run(run_dir: str | Path, *, device: torch.device | None = None, checkpo
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.is_file():
-        raise DataError(f"{run_dir}: no {checkpoint} checkpoint at {path} (is this a finished mtlhar run directory?)")
+        raise DataError(
+            f"{run_dir}: no {checkpoint} checkpoint at {path} (is this a finished mtlhar run directory?)"
+        )
     ck = torch.load(path, map_location="cpu", weights_only=False)
     cfg = from_dict(RunConfig, ck["config"])
     tasks = [task_from_dict(d) for d in ck["tasks"]]
@@ -110,8 +136,14 @@ def load_run(run_dir: str | Path, *, device: torch.device | None = None, checkpo
     return model.to(device).eval(), tasks, cfg
 
 
-def evaluate_run(run_dir: str | Path, *, split: str = "test", data: RunConfig | None = None,
-                 device: torch.device | None = None, batch_size: int = 32) -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    split: str = "test",
+    data: RunConfig | None = None,
+    device: torch.device | None = None,
+    batch_size: int = 32,
+) -> dict:
     """Metrics of a run's selected checkpoint on `split` of its own data, or of the data in `data`.
 
     With another dataset, tasks are matched by name and must use the same label spaces (class names).
@@ -124,10 +156,23 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", data: RunConfig | 
     manifest = prepare_data(src) if data is not None else Manifest.read(cfg.data.manifest, cfg.data.root)
     present = [t for t in tasks if t.column in manifest.columns]
     if not present:
-        raise DataError(f"{manifest.path}: none of the run's task columns {[t.column for t in tasks]} are in it")
+        raise DataError(
+            f"{manifest.path}: none of the run's task columns {[t.column for t in tasks]} are in it"
+        )
     d = cfg.data
-    ds = ClipDataset(manifest, present, split=split, stream=d.stream, frames=d.frames, size=d.size,
-                     sampler=d.sampler, stride=d.stride, train=False, seed=cfg.train.seed, cache=False)
+    ds = ClipDataset(
+        manifest,
+        present,
+        split=split,
+        stream=d.stream,
+        frames=d.frames,
+        size=d.size,
+        sampler=d.sampler,
+        stride=d.stride,
+        train=False,
+        seed=cfg.train.seed,
+        cache=False,
+    )
     res = evaluate_model(model, ds, present, device=device, batch_size=batch_size, with_confusion=True)
     res.update(split=split, manifest=str(manifest.path), run_dir=str(run_dir))
     return res

@@ -22,10 +22,16 @@ def info() -> dict:
     return {
         "version": mtlhar.__version__,
         "encoders": {k: v[1] for k, v in ENCODERS.items()},
-        "temporal_modules": {k: (v.__doc__ or k).strip().split("\n")[0] if v.__doc__ else k for k, v in TEMPORAL.items()},
-        "task_kinds": {k: f"loss {'/'.join(v.losses)}; metrics {', '.join(v.default_metrics)}" for k, v in KINDS.items()},
+        "temporal_modules": {
+            k: (v.__doc__ or k).strip().split("\n")[0] if v.__doc__ else k for k, v in TEMPORAL.items()
+        },
+        "task_kinds": {
+            k: f"loss {'/'.join(v.losses)}; metrics {', '.join(v.default_metrics)}" for k, v in KINDS.items()
+        },
         "balancers": {k: v[1] for k, v in BALANCERS.items()},
-        "cross_task_terms": {"hierarchy_consistency": "KL between the coarse head and fine probabilities summed per group"},
+        "cross_task_terms": {
+            "hierarchy_consistency": "KL between the coarse head and fine probabilities summed per group"
+        },
         "input_streams": dict(STREAMS),
         "dataset_formats": dict(DATASET_FORMATS),
         "not_yet": PLANNED,

@@ -83,7 +83,9 @@ class CrossTaskTerm(Protocol):
     name: str
     weight: float
 
-    def __call__(self, outputs: Mapping[str, HeadOutput], batch: Mapping[str, Any], tasks: Mapping) -> Tensor: ...
+    def __call__(
+        self, outputs: Mapping[str, HeadOutput], batch: Mapping[str, Any], tasks: Mapping
+    ) -> Tensor: ...
 
 
 class HierarchyConsistency:

@@ -31,7 +31,9 @@ def predict_path(run_dir: str | Path, input_path: str | Path, *, top: int = 3) -
     """Per file: every task's top-k classes (classification), labels above 0.5 (multi-label) or values."""
     model, tasks, cfg = load_run(run_dir)
     if cfg.data.stream != "rgb":
-        raise DataError(f"{run_dir}: predict reads video files; this run was trained on the '{cfg.data.stream}' stream")
+        raise DataError(
+            f"{run_dir}: predict reads video files; this run was trained on the '{cfg.data.stream}' stream"
+        )
     results = []
     for f in _files(Path(input_path)):
         clip = read_video(f)

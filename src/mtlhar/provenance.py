@@ -17,10 +17,14 @@ def git_sha(path: str | Path | None = None) -> str | None:
     """The commit of the mtlhar source tree (or of `path`), with '-dirty' for uncommitted changes."""
     where = Path(path) if path else Path(mtlhar.__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5
+        )
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=where, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "-uno"], cwd=where, capture_output=True, text=True, timeout=5
+        )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -62,5 +66,9 @@ def collect(*, seed: int, device: torch.device, manifest=None, splits=(), extra:
 
 def match_key(prov: dict) -> tuple:
     """Keys that must agree for a single-task baseline to be compared with a multi-task run."""
-    return (prov.get("manifest_sha256"), tuple(sorted((prov.get("split_hashes") or {}).items())), prov.get("seed"),
-            prov.get("generator_version") if isinstance(prov.get("generator_version"), str) else None)
+    return (
+        prov.get("manifest_sha256"),
+        tuple(sorted((prov.get("split_hashes") or {}).items())),
+        prov.get("seed"),
+        prov.get("generator_version") if isinstance(prov.get("generator_version"), str) else None,
+    )

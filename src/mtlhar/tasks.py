@@ -108,7 +108,15 @@ class Classification(TaskKind):
     name = "classification"
     default_loss = "ce"
     losses = ("ce",)
-    default_metrics = ("top1", "top5", "mean_class_acc", "macro_precision", "macro_recall", "macro_f1", "roc_auc")
+    default_metrics = (
+        "top1",
+        "top5",
+        "mean_class_acc",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "roc_auc",
+    )
     default_main = "top1"
 
     def empty_target(self, task):
@@ -119,7 +127,9 @@ class Classification(TaskKind):
             return self.empty_target(task)
         idx = task.index.get(cell)
         if idx is None:
-            raise DataError(f"{where}: label {cell!r} of task '{task.name}' is not one of its {len(task.index)} classes")
+            raise DataError(
+                f"{where}: label {cell!r} of task '{task.name}' is not one of its {len(task.index)} classes"
+            )
         return torch.tensor(idx, dtype=torch.long), torch.tensor(True)
 
     def loss(self, task, output, target, mask):
@@ -171,7 +181,9 @@ class MultiLabel(TaskKind):
 
     def decode(self, task, output, k=3):
         prob = output.float().sigmoid()
-        return [[(task.classes[i], float(p[i])) for i in torch.nonzero(p >= 0.5).flatten().tolist()] for p in prob]
+        return [
+            [(task.classes[i], float(p[i])) for i in torch.nonzero(p >= 0.5).flatten().tolist()] for p in prob
+        ]
 
 
 class Regression(TaskKind):
@@ -194,7 +206,9 @@ class Regression(TaskKind):
         try:
             values = [float(v) for v in cell.split(task.separator)]
         except ValueError:
-            raise DataError(f"{where}: value {cell!r} of regression task '{task.name}' is not a number") from None
+            raise DataError(
+                f"{where}: value {cell!r} of regression task '{task.name}' is not a number"
+            ) from None
         if len(values) != task.num_outputs or not all(math.isfinite(v) for v in values):
             raise DataError(
                 f"{where}: task '{task.name}' expects {task.num_outputs} finite value(s), got {cell!r}"
@@ -219,14 +233,20 @@ def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "
     """Resolve a TaskConfig into a Task, given the label space found in the data (if the config has none)."""
     kind = KINDS.get(cfg.kind)
     if kind is None:
-        raise ConfigError(f"config key '{where}.kind': {cfg.kind!r} is not a task kind; choose from {sorted(KINDS)}")
+        raise ConfigError(
+            f"config key '{where}.kind': {cfg.kind!r} is not a task kind; choose from {sorted(KINDS)}"
+        )
     loss = cfg.loss or kind.default_loss
     if loss not in kind.losses:
-        raise ConfigError(f"config key '{where}.loss': {loss!r} is not a {kind.name} loss; choose from {kind.losses}")
+        raise ConfigError(
+            f"config key '{where}.loss': {loss!r} is not a {kind.name} loss; choose from {kind.losses}"
+        )
     resolved = cfg.classes or classes
     if kind.needs_classes:
         if not resolved:
-            raise ConfigError(f"task '{cfg.name}': no classes given and none found in column '{cfg.column or cfg.name}'")
+            raise ConfigError(
+                f"task '{cfg.name}': no classes given and none found in column '{cfg.column or cfg.name}'"
+            )
         if cfg.num_classes is not None and cfg.num_classes != len(resolved):
             raise ConfigError(
                 f"config key '{where}.num_classes': {cfg.num_classes} but the label space has {len(resolved)} classes"
@@ -234,10 +254,14 @@ def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "
     metrics = list(cfg.metrics or kind.default_metrics)
     unknown = [m for m in metrics if m not in kind.default_metrics]
     if unknown:
-        raise ConfigError(f"config key '{where}.metrics': {unknown} not available for {kind.name}; choose from {kind.default_metrics}")
+        raise ConfigError(
+            f"config key '{where}.metrics': {unknown} not available for {kind.name}; choose from {kind.default_metrics}"
+        )
     main = cfg.main_metric or kind.default_main
     if main not in metrics:
-        raise ConfigError(f"config key '{where}.main_metric': {main!r} must be one of the task's metrics {metrics}")
+        raise ConfigError(
+            f"config key '{where}.main_metric': {main!r} must be one of the task's metrics {metrics}"
+        )
     return Task(
         name=cfg.name,
         kind=kind.name,

@@ -87,8 +87,17 @@ def build_model(cfg: RunConfig, tasks: list[Task]) -> MultiTaskModel:
 def make_dataset(cfg: RunConfig, manifest: Manifest, tasks, split: str, *, train: bool) -> ClipDataset:
     d = cfg.data
     return ClipDataset(
-        manifest, tasks, split=split, stream=d.stream, frames=d.frames, size=d.size, sampler=d.sampler,
-        stride=d.stride, train=train, seed=cfg.train.seed, cache=d.cache,
+        manifest,
+        tasks,
+        split=split,
+        stream=d.stream,
+        frames=d.frames,
+        size=d.size,
+        sampler=d.sampler,
+        stride=d.stride,
+        train=train,
+        seed=cfg.train.seed,
+        cache=d.cache,
     )
 
 
@@ -142,15 +151,29 @@ class Trainer:
         else:
             self.opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         self.balancer = build_balancer(
-            cfg.balancer.name, [x.name for x in self.tasks], {x.name: x.weight for x in self.tasks}, cfg.balancer.args
+            cfg.balancer.name,
+            [x.name for x in self.tasks],
+            {x.name: x.weight for x in self.tasks},
+            cfg.balancer.args,
         )
         self.cross_terms = self._build_cross_terms()
         use_cuda = self.device.type == "cuda"
         self.amp = (t.amp == "on") or (t.amp == "auto" and use_cuda)
-        self.amp_dtype = torch.bfloat16 if (use_cuda and torch.cuda.is_bf16_supported()) or not use_cuda else torch.float16
+        self.amp_dtype = (
+            torch.bfloat16 if (use_cuda and torch.cuda.is_bf16_supported()) or not use_cuda else torch.float16
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
-        self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_score": -math.inf, "best_step": -1,
-                      "evals_without_improvement": 0, "bad": [], "samples_seen": 0, "wall_time_s": 0.0}
+        self.state = {
+            "step": 0,
+            "epoch": 0,
+            "batch_in_epoch": 0,
+            "best_score": -math.inf,
+            "best_step": -1,
+            "evals_without_improvement": 0,
+            "bad": [],
+            "samples_seen": 0,
+            "wall_time_s": 0.0,
+        }
 
     # ----------------------------------------------------------------------------------------------
     def _fit_sequence_normalisation(self) -> None:
@@ -171,10 +194,14 @@ class Trainer:
             spec = dict(spec)
             kind = spec.pop("kind", None)
             if kind != "hierarchy_consistency":
-                raise ConfigError(f"cross_terms.{i}.kind: {kind!r} is not a cross-task term; choose from ['hierarchy_consistency']")
+                raise ConfigError(
+                    f"cross_terms.{i}.kind: {kind!r} is not a cross-task term; choose from ['hierarchy_consistency']"
+                )
             fine, coarse = by_name.get(spec.get("fine")), by_name.get(spec.get("coarse"))
             if fine is None or coarse is None:
-                raise ConfigError(f"cross_terms.{i}: 'fine' and 'coarse' must name tasks; tasks are {list(by_name)}")
+                raise ConfigError(
+                    f"cross_terms.{i}: 'fine' and 'coarse' must name tasks; tasks are {list(by_name)}"
+                )
             mapping = spec.get("mapping") or self._mapping_from_manifest(fine, coarse)
             index = []
             for c in fine.classes:
@@ -209,9 +236,13 @@ class Trainer:
             epoch, start = self.state["epoch"], self.state["batch_in_epoch"]
             self.train_set.set_epoch(epoch)
             order = self._epoch_order(epoch)[start:]
-            loader = DataLoader(self.train_set, batch_sampler=order, collate_fn=collate,
-                                num_workers=self.cfg.data.num_workers,
-                                persistent_workers=False)
+            loader = DataLoader(
+                self.train_set,
+                batch_sampler=order,
+                collate_fn=collate,
+                num_workers=self.cfg.data.num_workers,
+                persistent_workers=False,
+            )
             for batch in loader:
                 self.state["batch_in_epoch"] += 1
                 yield batch
@@ -234,11 +265,16 @@ class Trainer:
             out = self.model(batch["inputs"], batch["targets"], mode="train")
         losses, present, counts = {}, {}, {}
         for t in self.tasks:
-            total, count = t.spec.loss(t, out.heads[t.name].output, batch["targets"][t.name], batch["mask"][t.name])
+            total, count = t.spec.loss(
+                t, out.heads[t.name].output, batch["targets"][t.name], batch["mask"][t.name]
+            )
             losses[t.name] = masked_mean(total, count, distributed=self._distributed())
             present[t.name] = bool(count.item() > 0)
             counts[t.name] = int(count.item())
-        cross = {term.name: term(out.heads, batch, {t.name: t for t in self.tasks}) * term.weight for term in self.cross_terms}
+        cross = {
+            term.name: term(out.heads, batch, {t.name: t for t in self.tasks}) * term.weight
+            for term in self.cross_terms
+        }
         return losses, present, cross, out
 
     @staticmethod
@@ -277,13 +313,25 @@ class Trainer:
         random.setstate(ck["rng"]["python"])
 
     def save_best(self, metrics: dict) -> None:
-        atomic_save({"model": self.model.state_dict(), "tasks": [t.to_dict() for t in self.tasks],
-                     "config": to_dict(self.cfg), "step": self.state["step"], "val_metrics": metrics},
-                    self.run_dir / "checkpoints" / "best.pt")
+        atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "tasks": [t.to_dict() for t in self.tasks],
+                "config": to_dict(self.cfg),
+                "step": self.state["step"],
+                "val_metrics": metrics,
+            },
+            self.run_dir / "checkpoints" / "best.pt",
+        )
 
     # ----------------------------------------------------------------------------------------------
-    def fit(self, *, resume: bool = False, on_step: Callable[[int], None] | None = None,
-            log: Callable[[str], None] | None = print) -> TrainResult:
+    def fit(
+        self,
+        *,
+        resume: bool = False,
+        on_step: Callable[[int], None] | None = None,
+        log: Callable[[str], None] | None = print,
+    ) -> TrainResult:
         cfg, t = self.cfg, self.cfg.train
         run = self.run_dir
         last = run / "checkpoints" / "last.pt"
@@ -292,13 +340,19 @@ class Trainer:
                 raise ConfigError(f"--resume: no checkpoint at {last}; start the run without --resume")
             self._restore(last)
         elif last.exists():
-            raise ConfigError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+            raise ConfigError(
+                f"{run} already holds a run; pass --resume to continue it or choose another --out"
+            )
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.yaml").write_text(dump_yaml(cfg))
         write_json(run / "tasks.json", [x.to_dict() for x in self.tasks])
-        prov = provenance.collect(seed=t.seed, device=self.device, manifest=self.manifest,
-                                  splits=[cfg.data.train_split, cfg.data.val_split],
-                                  extra={"n_parameters": sum(p.numel() for p in self.model.parameters())})
+        prov = provenance.collect(
+            seed=t.seed,
+            device=self.device,
+            manifest=self.manifest,
+            splits=[cfg.data.train_split, cfg.data.val_split],
+            extra={"n_parameters": sum(p.numel() for p in self.model.parameters())},
+        )
         write_json(run / "provenance.json", prov)
         from torch.utils.tensorboard import SummaryWriter
 
@@ -338,8 +392,14 @@ class Trainer:
                 self.scaler.update()
                 self.state["step"] = step = step + 1
                 self.state["wall_time_s"] = time.perf_counter() - started
-                rec = {"step": step, "split": "train", "lr": self.opt.param_groups[0]["lr"],
-                       "loss": sums, "weights": weights, "epoch": self.state["epoch"]}
+                rec = {
+                    "step": step,
+                    "split": "train",
+                    "lr": self.opt.param_groups[0]["lr"],
+                    "loss": sums,
+                    "weights": weights,
+                    "epoch": self.state["epoch"],
+                }
                 jsonl.write(json.dumps(rec) + "\n")
                 for k, v in sums.items():
                     tb.add_scalar(f"train/loss/{k}", v, step)
@@ -362,17 +422,31 @@ class Trainer:
         atomic_save(self._checkpoint_state(), last)
         write_json(run / "bad_samples.json", self.state["bad"])
         if self.state["bad"] and log:
-            log(f"{len(self.state['bad'])} unreadable sample(s) skipped; listed in {run / 'bad_samples.json'}")
+            log(
+                f"{len(self.state['bad'])} unreadable sample(s) skipped; listed in {run / 'bad_samples.json'}"
+            )
             for b in self.state["bad"][:10]:
                 log(f"  {b['id']}: {b['reason']}")
-        summary = {"best_step": self.state["best_step"], "best_val_score": self.state["best_score"],
-                   "steps": self.state["step"], "wall_time_s": round(self.state["wall_time_s"], 2),
-                   "samples_seen": self.state["samples_seen"], "device": provenance.device_name(self.device),
-                   "n_parameters": prov["n_parameters"], "val_metrics": self.state.get("best_val_metrics", {})}
+        summary = {
+            "best_step": self.state["best_step"],
+            "best_val_score": self.state["best_score"],
+            "steps": self.state["step"],
+            "wall_time_s": round(self.state["wall_time_s"], 2),
+            "samples_seen": self.state["samples_seen"],
+            "device": provenance.device_name(self.device),
+            "n_parameters": prov["n_parameters"],
+            "val_metrics": self.state.get("best_val_metrics", {}),
+        }
         write_json(run / "summary.json", summary)
-        return TrainResult(run, self.state["best_step"], self.state["best_score"],
-                           self.state.get("best_val_metrics", {}), self.state["step"],
-                           self.state["wall_time_s"], self.state["bad"])
+        return TrainResult(
+            run,
+            self.state["best_step"],
+            self.state["best_score"],
+            self.state.get("best_val_metrics", {}),
+            self.state["step"],
+            self.state["wall_time_s"],
+            self.state["bad"],
+        )
 
     def _record_bad(self, bad: list, n_samples: int) -> None:
         known = {b["id"] for b in self.state["bad"]}
@@ -389,9 +463,16 @@ class Trainer:
             )
 
     def _validate(self, step: int, jsonl, tb, log) -> bool:
-        res = evaluate_model(self.model, self.val_set, self.tasks, device=self.device,
-                             batch_size=self.cfg.train.batch_size, num_workers=self.cfg.data.num_workers,
-                             amp=self.amp, amp_dtype=self.amp_dtype)
+        res = evaluate_model(
+            self.model,
+            self.val_set,
+            self.tasks,
+            device=self.device,
+            batch_size=self.cfg.train.batch_size,
+            num_workers=self.cfg.data.num_workers,
+            amp=self.amp,
+            amp_dtype=self.amp_dtype,
+        )
         self.model.train()
         metrics = res["metrics"]
         score = validation_score(metrics, self.tasks)
@@ -401,7 +482,9 @@ class Trainer:
                 tb.add_scalar(f"val/{task}/{k}", v, step)
         tb.add_scalar("val/score", score, step)
         if score > self.state["best_score"]:
-            self.state.update(best_score=score, best_step=step, best_val_metrics=metrics, evals_without_improvement=0)
+            self.state.update(
+                best_score=score, best_step=step, best_val_metrics=metrics, evals_without_improvement=0
+            )
             self.save_best(metrics)
         else:
             self.state["evals_without_improvement"] += 1
@@ -421,9 +504,15 @@ class _progress:
         if enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
-                                transient=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[losses]}"),
+                transient=True,
+            )
             self.bar.start()
             self.id = self.bar.add_task(name, total=total, completed=start, losses="")
 
@@ -437,7 +526,13 @@ class _progress:
             self.bar.stop()
 
 
-def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, manifest: Manifest | None = None,
-          log: Callable[[str], None] | None = print) -> TrainResult:
+def train(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    manifest: Manifest | None = None,
+    log: Callable[[str], None] | None = print,
+) -> TrainResult:
     """Train `cfg` into `run_dir` (the Python API behind `mtlhar train`)."""
     return Trainer(cfg, run_dir, manifest=manifest).fit(resume=resume, log=log)

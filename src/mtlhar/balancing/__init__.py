@@ -61,7 +61,9 @@ class StaticWeights(Balancer):
         if override is not None:
             unknown = set(override) - set(tasks)
             if unknown:
-                raise ConfigError(f"balancer.args.weights: {sorted(unknown)} are not tasks; tasks are {list(tasks)}")
+                raise ConfigError(
+                    f"balancer.args.weights: {sorted(unknown)} are not tasks; tasks are {list(tasks)}"
+                )
             weights = {**dict(weights or {}), **override}
         super().__init__(tasks, weights)
 
@@ -72,7 +74,9 @@ BALANCERS = {
 }
 
 
-def build_balancer(name: str, tasks: Sequence[str], weights: Mapping[str, float], args: Mapping | None = None):
+def build_balancer(
+    name: str, tasks: Sequence[str], weights: Mapping[str, float], args: Mapping | None = None
+):
     if name not in BALANCERS:
         raise ConfigError(f"balancer.name: {name!r} is not a balancer; choose from {sorted(BALANCERS)}")
     cls = BALANCERS[name][0]

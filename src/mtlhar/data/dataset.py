@@ -36,7 +36,9 @@ def resize_clip(clip: np.ndarray, size: int) -> torch.Tensor:
         return x.contiguous()
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    y = F.interpolate(x.float().transpose(0, 1), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    y = F.interpolate(
+        x.float().transpose(0, 1), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
+    )
     top, left = (nh - size) // 2, (nw - size) // 2
     y = y[:, :, top : top + size, left : left + size].transpose(0, 1)
     return y.round().clamp(0, 255).to(torch.uint8).contiguous()
@@ -159,13 +161,23 @@ def collate(samples: list[dict]) -> dict:
     good = [s for s in samples if "bad" not in s]
     bad = [s["bad"] for s in samples if "bad" in s]
     if not good:
-        return {"inputs": {}, "targets": {}, "mask": {}, "meta": {"ids": [], "rows": [], "bad": bad}, "size": 0}
+        return {
+            "inputs": {},
+            "targets": {},
+            "mask": {},
+            "meta": {"ids": [], "rows": [], "bad": bad},
+            "size": 0,
+        }
     first = good[0]
     return {
         "inputs": {k: torch.stack([s["inputs"][k] for s in good]) for k in first["inputs"]},
         "targets": {k: torch.stack([s["targets"][k] for s in good]) for k in first["targets"]},
         "mask": {k: torch.stack([s["mask"][k] for s in good]) for k in first["mask"]},
-        "meta": {"ids": [s["meta"]["id"] for s in good], "rows": [s["meta"]["row"] for s in good], "bad": bad},
+        "meta": {
+            "ids": [s["meta"]["id"] for s in good],
+            "rows": [s["meta"]["row"] for s in good],
+            "bad": bad,
+        },
         "size": len(good),
     }
 
@@ -181,6 +193,8 @@ def resolve_tasks(task_cfgs, manifest: Manifest) -> list[Task]:
         kind = KINDS.get(cfg.kind)
         if kind is not None and kind.needs_classes and not cfg.classes:
             manifest.require_column(column, cfg.name)
-            classes = manifest.classes_for(column, multilabel=cfg.kind == "multilabel", separator=cfg.separator)
+            classes = manifest.classes_for(
+                column, multilabel=cfg.kind == "multilabel", separator=cfg.separator
+            )
         tasks.append(build_task(cfg, classes, where=f"tasks.{i}"))
     return tasks

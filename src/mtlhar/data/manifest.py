@@ -42,7 +42,9 @@ class Manifest:
             columns.append("path")
         for required in ("id", "path"):
             if required not in columns:
-                raise DataError(f"{path}: manifest has no '{required}' column (columns: {', '.join(columns)})")
+                raise DataError(
+                    f"{path}: manifest has no '{required}' column (columns: {', '.join(columns)})"
+                )
         seen: dict[str, int] = {}
         for i, r in enumerate(rows):
             if r["id"] in seen:
@@ -55,7 +57,13 @@ class Manifest:
                 spaces = json.loads(classes_file.read_text())
             except json.JSONDecodeError as e:
                 raise DataError(f"{classes_file}: not valid JSON ({e})") from None
-        return cls(path=path, root=Path(root) if root else path.parent, columns=columns, rows=rows, label_spaces=spaces)
+        return cls(
+            path=path,
+            root=Path(root) if root else path.parent,
+            columns=columns,
+            rows=rows,
+            label_spaces=spaces,
+        )
 
     def resolve(self, rel: str) -> Path:
         p = Path(rel)

@@ -14,7 +14,9 @@ def cache_root() -> Path:
     return Path(os.environ.get("MTLHAR_CACHE", Path.home() / ".cache" / "mtlhar"))
 
 
-def ensure_synth(out: str | Path | None = None, progress: Callable[[int, int], None] | None = None, **settings) -> Path:
+def ensure_synth(
+    out: str | Path | None = None, progress: Callable[[int, int], None] | None = None, **settings
+) -> Path:
     """Path of the manifest of a synthetic dataset with these settings, generating it if needed.
 
     The folder name holds a hash of the settings and the generator version, so changed settings or a

@@ -126,7 +126,9 @@ class SequenceEncoder(nn.Module):
     (`set_normalization`) and are saved with the model.
     """
 
-    def __init__(self, *, in_channels: int, width: int = 64, depth: int = 3, kernel: int = 5, stream: str = "seq"):
+    def __init__(
+        self, *, in_channels: int, width: int = 64, depth: int = 3, kernel: int = 5, stream: str = "seq"
+    ):
         super().__init__()
         self.stream = stream
         self.register_buffer("mean", torch.zeros(in_channels))
@@ -134,7 +136,11 @@ class SequenceEncoder(nn.Module):
         layers, c = [], in_channels
         for i in range(depth):
             out = width * (2 ** min(i, 2))
-            layers += [nn.Conv1d(c, out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm1d(out), nn.ReLU()]
+            layers += [
+                nn.Conv1d(c, out, kernel, padding=kernel // 2, bias=False),
+                nn.BatchNorm1d(out),
+                nn.ReLU(),
+            ]
             c = out
         self.net = nn.Sequential(*layers)
         self.taps = {"frames": (c, "sequence"), "pooled": (c, "vector")}
@@ -146,7 +152,9 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if x.ndim != 3 or x.shape[-1] != self.mean.numel():
-            raise DataError(f"sequence encoder expects [B, T, {self.mean.numel()}] input, got {tuple(x.shape)}")
+            raise DataError(
+                f"sequence encoder expects [B, T, {self.mean.numel()}] input, got {tuple(x.shape)}"
+            )
         x = ((x.float() - self.mean) / self.std).transpose(1, 2)
         frames = self.net(x).transpose(1, 2)
         return {"frames": frames, "pooled": frames.mean(dim=1)}
@@ -215,7 +223,9 @@ def build_encoder(name: str, **kwargs) -> nn.Module:
         except (ImportError, AttributeError):
             raise ConfigError(f"model.encoder: cannot import {name!r}") from None
     else:
-        raise ConfigError(f"model.encoder: {name!r} is not an encoder; choose from {sorted(ENCODERS)} or a dotted path")
+        raise ConfigError(
+            f"model.encoder: {name!r} is not an encoder; choose from {sorted(ENCODERS)} or a dotted path"
+        )
     try:
         return factory(**kwargs)
     except TypeError as e:

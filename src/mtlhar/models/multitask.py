@@ -24,7 +24,9 @@ class Head(nn.Module):
     def __init__(self, task: Task, tap_dim: int, layout: str):
         super().__init__()
         self.layout = layout
-        self.temporal = build_temporal(task.temporal, tap_dim) if layout in ("map", "sequence") else nn.Identity()
+        self.temporal = (
+            build_temporal(task.temporal, tap_dim) if layout in ("map", "sequence") else nn.Identity()
+        )
         layers: list[nn.Module] = []
         dim = tap_dim
         if task.hidden:
@@ -72,7 +74,9 @@ class MultiTaskModel(nn.Module):
     def stream(self) -> str:
         return self.encoder.stream
 
-    def forward(self, inputs: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None, mode: str = "train"):
+    def forward(
+        self, inputs: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None, mode: str = "train"
+    ):
         taps = self.encoder(inputs[self.encoder.stream])
         heads = {
             name: head(taps[self.tasks[name].tap], None if targets is None else targets.get(name), mode)

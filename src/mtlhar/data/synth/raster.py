@@ -39,19 +39,21 @@ def _box(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, int]) -> tuple[np.nda
     w = int(min(max(size[:, 0].max(), 1), W))
     h = int(min(max(size[:, 1].max(), 1), H))
     # Shifting (instead of cropping) the box keeps indices unique, so scatter writes are well defined.
-    ox = np.clip(lo_i[:, 0], 0, W - w)
-    oy = np.clip(lo_i[:, 1], 0, H - h)
+    ox = np.minimum(np.maximum(lo_i[:, 0], 0), W - w)
+    oy = np.minimum(np.maximum(lo_i[:, 1], 0), H - h)
     return ox[:, None] + np.arange(w), oy[:, None] + np.arange(h)
 
 
 def _write(canvas: Canvas, xs, ys, inside, z, shade, label: int) -> None:
-    tt = np.arange(xs.shape[0])[:, None, None]
-    yy, xx = ys[:, :, None], xs[:, None, :]
-    old = canvas.depth[tt, yy, xx]
-    upd = inside & (z > old)
-    canvas.depth[tt, yy, xx] = np.where(upd, z, old)
-    canvas.label[tt, yy, xx] = np.where(upd, np.uint8(label), canvas.label[tt, yy, xx])
-    canvas.shade[tt, yy, xx] = np.where(upd, shade, canvas.shade[tt, yy, xx])
+    """Z-buffered write of one primitive's box (flat indices: one index computation, cheap takes)."""
+    T, H, W = canvas.label.shape
+    idx = (np.arange(T)[:, None, None] * H + ys[:, :, None]) * W + xs[:, None, :]
+    depth = canvas.depth.reshape(-1)
+    upd = inside & (z > depth[idx])
+    sel = idx[upd]
+    depth[sel] = z[upd]
+    canvas.label.reshape(-1)[sel] = label
+    canvas.shade.reshape(-1)[sel] = shade[upd]
 
 
 def capsule(canvas: Canvas, a, b, r, za, zb, label: int, shading: float = 0.32) -> None:
@@ -65,7 +67,7 @@ def capsule(canvas: Canvas, a, b, r, za, zb, label: int, shading: float = 0.32) 
     ax, ay = a[:, 0, None, None], a[:, 1, None, None]
     dx, dy = (b - a)[:, 0, None, None], (b - a)[:, 1, None, None]
     l2 = np.maximum(dx * dx + dy * dy, 1e-9)
-    u = np.clip(((px - ax) * dx + (py - ay) * dy) / l2, 0.0, 1.0)
+    u = np.minimum(np.maximum(((px - ax) * dx + (py - ay) * dy) / l2, 0.0), 1.0)
     qx, qy = ax + u * dx - px, ay + u * dy - py
     d2 = (qx * qx + qy * qy) / (r * r)[:, None, None]
     z = za[:, None, None] + u * (zb - za)[:, None, None]
