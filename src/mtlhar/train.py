@@ -277,6 +277,32 @@ class Trainer:
         }
         return losses, present, cross, out
 
+    def backward_step(self, batch: dict, step: int):
+        """Forward, per-task losses, and the backward pass of one micro-batch as the balancer decides.
+
+        Loss-level balancers return one weighted sum (one backward). Gradient balancers
+        (`balancer.needs_gradients`) run their own backward from the task losses, the shared tensor
+        (`model.shared_tap(out)`) and the shared parameters; cross-task terms are added as plain losses.
+        """
+        losses, present, cross, out = self.compute_losses(batch)
+        scale = self.cfg.train.accumulate
+        if getattr(self.balancer, "needs_gradients", False):
+            weights = self.balancer.backward(
+                losses,
+                present,
+                step=step,
+                extra=sum(cross.values()) if cross else None,
+                shared=out.taps[self.model.shared_tap()],
+                shared_params=[p for p in self.model.shared_parameters() if p.requires_grad],
+                scale=lambda x: self.scaler.scale(x / scale),
+            )
+        else:
+            total, weights = self.balancer.combine(losses, present, step)
+            for v in cross.values():
+                total = total + v
+            self.scaler.scale(total / scale).backward()
+        return losses, present, cross, weights
+
     @staticmethod
     def _distributed() -> bool:
         return torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -377,11 +403,7 @@ class Trainer:
                     if batch["size"] == 0:
                         continue
                     batch = self._to_device(batch)
-                    losses, present, cross, _ = self.compute_losses(batch)
-                    total, weights = self.balancer.combine(losses, present, step)
-                    for v in cross.values():
-                        total = total + v
-                    self.scaler.scale(total / t.accumulate).backward()
+                    losses, present, cross, weights = self.backward_step(batch, step)
                     self.state["samples_seen"] += batch["size"]
                     for k, v in {**losses, **cross}.items():
                         sums[k] = sums.get(k, 0.0) + float(v.detach()) / t.accumulate

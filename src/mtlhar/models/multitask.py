@@ -84,5 +84,10 @@ class MultiTaskModel(nn.Module):
         }
         return ModelOutput(heads=heads, taps=taps)
 
+    def shared_tap(self) -> str:
+        """The deepest tap every head descends from (taps are listed in computation order)."""
+        order = list(self.encoder.taps)
+        return order[min(order.index(t.tap) for t in self.tasks.values())]
+
     def shared_parameters(self):
         return self.encoder.parameters()

@@ -85,7 +85,8 @@ class ClipSpec:
 class Rendered:
     """Raw clip and its ground truth (all in pixel units of the rendered frame)."""
 
-    frames: np.ndarray  # uint8 [T,H,W,3]
+    frames: np.ndarray  # uint8 [T,H,W,3] (a view of `rgba`)
+    rgba: np.ndarray  # uint8 [T,H,W,4] contiguous, alpha 255 (fed to the encoder)
     label: np.ndarray  # uint8 [T,H,W] layer map (see PERSON_PARTS and *_LABEL)
     mask: np.ndarray  # bool [T,H,W] visible person pixels
     joints: np.ndarray  # float32 [T,J,2] (x, y)
@@ -331,22 +332,25 @@ def render_clip(spec: ClipSpec) -> Rendered:
         bgf = bg[None]
     lab = canvas.label
     gain = rng.uniform(0.9, 1.1)
-    # uint8 lookup [label, shade level] -> colour: one byte gather instead of float maths per pixel.
+    # RGBA lookup [label, shade level] packed as uint32: one 4-byte gather per pixel, no float maths.
     levels = np.arange(SHADES, dtype=np.float32) / (SHADES - 1)
-    table = np.clip(colours[:, None, :] * levels[None, :, None] * gain + 0.5, 0, 255).astype(np.uint8)
+    table = np.full((N_LABELS, SHADES, 4), 255, np.uint8)
+    table[..., :3] = np.clip(colours[:, None, :] * levels[None, :, None] * gain + 0.5, 0, 255)
     q = (canvas.shade * (SHADES - 1) + 0.5).astype(np.uint16)
-    fg = table.reshape(-1, 3)[lab.astype(np.uint16) * SHADES + q]
-    bg8 = np.clip(bgf * gain + 0.5, 0, 255).astype(np.uint8)
-    frames = np.where(lab[..., None] > 0, fg, bg8)
+    fg = table.view(np.uint32).reshape(-1).take(lab.astype(np.uint16) * SHADES + q)
+    bg8 = np.full(bgf.shape[:3] + (4,), 255, np.uint8)
+    bg8[..., :3] = np.clip(bgf * gain + 0.5, 0, 255)
+    rgba = np.where(lab > 0, fg, bg8.view(np.uint32)[..., 0]).view(np.uint8).reshape(T, H, W, 4)
     if spec.domain == "lowlight":
         dim = rng.uniform(0.3, 0.45) * vignette(H, W, rng.uniform(0.3, 0.6))
-        frames = (frames * dim + rng.uniform(5, 15) + 0.5).astype(np.uint8)
+        rgba = (rgba * dim + rng.uniform(5, 15) + 0.5).astype(np.uint8)
     sigma = DEFAULT_NOISE[spec.domain] if spec.noise is None else spec.noise
     if sigma > 0:
-        # Uniform sensor noise of std sigma, drawn as raw bytes through a lookup table (fast).
-        lut = np.rint((np.arange(256) - 127.5) * (sigma * np.sqrt(3) / 127.5)).astype(np.int16)
-        noise = lut[np.frombuffer(rng.bytes(frames.size), np.uint8).reshape(frames.shape)]
-        frames = np.clip(frames + noise, 0, 255).astype(np.uint8)
+        # Uniform sensor noise of std ~sigma from raw random bytes, in integer arithmetic (fast).
+        a = max(1, int(round(sigma * np.sqrt(3))))
+        u = np.frombuffer(rng.bytes(rgba.size), np.uint8).reshape(rgba.shape)
+        rgba = np.clip(rgba + ((u.astype(np.int16) * (2 * a + 1) >> 8) - a), 0, 255).astype(np.uint8)
+    frames = rgba[..., :3]
 
     mask = (lab >= 1) & (lab <= N_PERSON)
     ji = np.rint(j2).astype(int)
@@ -358,6 +362,7 @@ def render_clip(spec: ClipSpec) -> Rendered:
     ).astype(np.uint8)
     return Rendered(
         frames=frames,
+        rgba=rgba,
         label=lab,
         mask=mask,
         joints=j2.astype(np.float32),

@@ -1,0 +1,112 @@
+"""Writing and reading one clip: video encoding, pose/ground-truth npz, flow."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .flow import compute_flow
+from .scene import N_PERSON, Rendered
+
+CODECS = {"h264": ".mp4", "ffv1": ".mkv"}
+H264_OPTIONS = {"crf": "20", "preset": "veryfast", "threads": "1"}
+
+
+def encode_video(path: Path, rgba: np.ndarray, fps: int, codec: str = "h264") -> None:
+    """Encode [T,H,W,4] RGBA frames. h264: libx264 yuv420p, one thread (bit-exact across runs);
+    ffv1: lossless RGB in Matroska."""
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {list(CODECS)}, got {codec!r}")
+    T, H, W = rgba.shape[:3]
+    fmt = "mp4" if codec == "h264" else "matroska"
+    # bitexact: no encoder version strings or random UIDs, so files are byte-identical across runs.
+    with av.open(str(path), "w", format=fmt, options={"fflags": "+bitexact"}) as out:
+        if codec == "h264":
+            stream = out.add_stream("libx264", rate=fps, options=dict(H264_OPTIONS))
+            stream.pix_fmt = "yuv420p"
+        else:
+            stream = out.add_stream("ffv1", rate=fps)
+            stream.pix_fmt = "bgr0"
+        stream.codec_context.thread_count = 1
+        stream.width, stream.height = W, H
+        for frame in rgba:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgba")))
+        out.mux(stream.encode())
+
+
+def decode_video(path: str | os.PathLike) -> np.ndarray:
+    """All frames of a video as uint8 [T,H,W,3] RGB."""
+    with av.open(str(path)) as src:
+        return np.stack([f.to_ndarray(format="rgb24") for f in src.decode(video=0)])
+
+
+def save_pose(path: Path, r: Rendered, actions: tuple[str, ...]) -> None:
+    """Ground truth of one clip. `label`/`kind`/`anchors`/`radius` let `load_flow` recompute flow."""
+    T, H, W = r.mask.shape
+    np.savez_compressed(
+        path,
+        joints=r.joints,
+        joints3d=r.joints3d,
+        visible=r.visible,
+        mask=np.packbits(r.mask, axis=-1),
+        mask_shape=np.array([T, H, W]),
+        label=r.label,
+        n_person=np.array(N_PERSON),
+        kind=r.kind,
+        anchors=r.anchors,
+        radius=r.radius,
+        frame_labels=r.frame_labels,
+        actions=np.array(actions),
+    )
+
+
+def _resolve(dir_or_path: str | os.PathLike, row, key: str) -> Path:
+    """Path of a clip file from a manifest row (dict or pandas-like) relative to the dataset dir."""
+    base = Path(dir_or_path)
+    if base.is_file():
+        base = base.parent
+    rel = row[key] if not isinstance(row, str) else row
+    return base / rel
+
+
+def load_pose(dir_or_path: str | os.PathLike, row) -> dict[str, np.ndarray]:
+    """{"joints": float32 [T,J,2] (x, y pixels), "visible": bool [T,J], "mask": bool [T,H,W]}, plus
+    "joints3d" [T,J,3], "frame_labels" [T,A] and "label" [T,H,W] (layer map).
+
+    `dir_or_path` is the dataset dir (or its manifest.csv); `row` a manifest row (mapping with a
+    "pose" entry) or the relative npz path itself.
+    """
+    with np.load(_resolve(dir_or_path, row, "pose")) as z:
+        T, H, W = (int(v) for v in z["mask_shape"])
+        return {
+            "joints": z["joints"].astype(np.float32),
+            "visible": z["visible"].astype(bool),
+            "mask": np.unpackbits(z["mask"], axis=-1, count=W).astype(bool).reshape(T, H, W),
+            "joints3d": z["joints3d"],
+            "frame_labels": z["frame_labels"],
+            "label": z["label"],
+        }
+
+
+def load_flow(dataset_dir: str | os.PathLike, row) -> np.ndarray:
+    """Ground-truth flow float32 [T-1, 2, H, W] (dx, dy) from frame t to t+1.
+
+    Read from `flow/<id>.npy` when stored, otherwise recomputed exactly from the pose npz.
+    """
+    flow_rel = row.get("flow", "") if hasattr(row, "get") else ""
+    if flow_rel:
+        return np.load(_resolve(dataset_dir, row, "flow")).astype(np.float32)
+    with np.load(_resolve(dataset_dir, row, "pose")) as z:
+        return compute_flow(z["label"], z["kind"], z["anchors"], z["radius"])
+
+
+def read_manifest(dataset_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of DIR/manifest.csv as dicts (all values strings)."""
+    path = Path(dataset_dir)
+    path = path if path.is_file() else path / "manifest.csv"
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
