@@ -101,6 +101,7 @@ def evaluate_model(
     amp=False,
     amp_dtype=torch.bfloat16,
     with_confusion=False,
+    keep_predictions=False,
 ) -> dict:
     pred = predict_outputs(
         model,
@@ -114,7 +115,30 @@ def evaluate_model(
     res = {"metrics": metrics_from_outputs(pred, tasks), "n": len(pred["ids"]), "bad": pred["bad"]}
     if with_confusion:
         res["confusion"] = confusions(pred, tasks)
+    if keep_predictions:
+        res["predictions"] = pred
     return res
+
+
+def save_predictions(pred: dict, path: Path) -> None:
+    """Per-clip outputs, targets and masks of every task (for bootstrap intervals and paired tests)."""
+    arrays = {"ids": np.asarray(pred["ids"])}
+    for key in ("outputs", "targets", "masks"):
+        for task, arr in pred[key].items():
+            arrays[f"{key}/{task}"] = arr
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_predictions(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        pred: dict = {"ids": z["ids"].tolist(), "outputs": {}, "targets": {}, "masks": {}}
+        for name in z.files:
+            if "/" in name:
+                key, task = name.split("/", 1)
+                pred[key][task] = z[name]
+    return pred
 
 
 def load_run(run_dir: str | Path, *, device: torch.device | None = None, checkpoint: str = "best"):
@@ -173,6 +197,11 @@ def evaluate_run(
         seed=cfg.train.seed,
         cache=False,
     )
-    res = evaluate_model(model, ds, present, device=device, batch_size=batch_size, with_confusion=True)
+    res = evaluate_model(
+        model, ds, present, device=device, batch_size=batch_size, with_confusion=True, keep_predictions=True
+    )
+    pred = res.pop("predictions")
+    if data is None:  # the run's own data: keep per-clip predictions next to the run
+        save_predictions(pred, Path(run_dir) / f"predictions_{split}.npz")
     res.update(split=split, manifest=str(manifest.path), run_dir=str(run_dir))
     return res

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CAPSULE, DISC, RECT = 0, 1, 2
+SHADES = 32  # quantisation levels of the shading factor (1.0 = level SHADES - 1)
 
 
 @dataclass
 class Canvas:
-    """Per-pixel label, depth and shading buffers [T, H, W]; label 0 is the background."""
+    """Per-pixel label, depth and shading-level buffers [T, H, W]; label 0 is the background.
+
+    Shading is stored as a uint8 level in [0, SHADES) so that composing is a pure table lookup."""
 
     label: np.ndarray
     depth: np.ndarray
@@ -27,7 +29,7 @@ class Canvas:
         return cls(
             np.zeros((frames, height, width), np.uint8),
             np.full((frames, height, width), -np.inf, np.float32),
-            np.ones((frames, height, width), np.float32),
+            np.full((frames, height, width), SHADES - 1, np.uint8),
         )
 
 
@@ -53,7 +55,7 @@ def _write(canvas: Canvas, xs, ys, inside, z, shade, label: int) -> None:
     sel = idx[upd]
     depth[sel] = z[upd]
     canvas.label.reshape(-1)[sel] = label
-    canvas.shade.reshape(-1)[sel] = shade[upd]
+    canvas.shade.reshape(-1)[sel] = (shade[upd] * (SHADES - 1) + 0.5).astype(np.uint8)
 
 
 def capsule(canvas: Canvas, a, b, r, za, zb, label: int, shading: float = 0.32) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import raster
+from .raster import SHADES
 from .actions import action_object_rule, action_params, cycles_range
 from .background import background, vignette
 from .flow import CAPSULE, SIMILAR, compute_flow
@@ -29,7 +30,6 @@ OBJECT_COLOURS = {
 }
 VIEWS = {"front": (-20.0, 20.0), "left": (30.0, 65.0), "right": (-65.0, -30.0)}
 DEFAULT_NOISE = {"studio": 2.0, "outdoor": 3.0, "lowlight": 7.0}
-SHADES = 32  # quantisation levels of limb shading
 GRAVITY = np.array([0.0, -5.0, 0.0])  # body heights per s^2 (a 1.75 m person: ~9 m/s^2)
 
 # Layer labels: 0 background, then person parts, object, occluder, distractors, clutter.
@@ -102,6 +102,16 @@ class Rendered:
 
     def flow(self) -> np.ndarray:
         return compute_flow(self.label, self.kind, self.anchors, self.radius)
+
+
+def _noise_bits(sigma: float) -> tuple[int, bool]:
+    """Noise as uniform random bits per channel (optionally the sum of two draws): the (bits, twice)
+    whose standard deviation is closest to sigma; (0, False) for no noise."""
+    if sigma <= 0:
+        return 0, False
+    options = [(b, t) for b in range(1, 7) for t in (False, True)]
+    std = [(2**b) / np.sqrt(12) * (np.sqrt(2) if t else 1.0) for b, t in options]
+    return options[int(np.argmin(np.abs(np.log(np.array(std) / sigma))))]
 
 
 def _timing(rng: np.random.Generator, n: int, tempo: float) -> list[tuple[float, float]]:
@@ -332,24 +342,38 @@ def render_clip(spec: ClipSpec) -> Rendered:
         bgf = bg[None]
     lab = canvas.label
     gain = rng.uniform(0.9, 1.1)
-    # RGBA lookup [label, shade level] packed as uint32: one 4-byte gather per pixel, no float maths.
-    levels = np.arange(SHADES, dtype=np.float32) / (SHADES - 1)
-    table = np.full((N_LABELS, SHADES, 4), 255, np.uint8)
-    table[..., :3] = np.clip(colours[:, None, :] * levels[None, :, None] * gain + 0.5, 0, 255)
-    q = (canvas.shade * (SHADES - 1) + 0.5).astype(np.uint16)
-    fg = table.view(np.uint32).reshape(-1).take(lab.astype(np.uint16) * SHADES + q)
-    bg8 = np.full(bgf.shape[:3] + (4,), 255, np.uint8)
-    bg8[..., :3] = np.clip(bgf * gain + 0.5, 0, 255)
-    rgba = np.where(lab > 0, fg, bg8.view(np.uint32)[..., 0]).view(np.uint8).reshape(T, H, W, 4)
-    if spec.domain == "lowlight":
-        dim = rng.uniform(0.3, 0.45) * vignette(H, W, rng.uniform(0.3, 0.6))
-        rgba = (rgba * dim + rng.uniform(5, 15) + 0.5).astype(np.uint8)
     sigma = DEFAULT_NOISE[spec.domain] if spec.noise is None else spec.noise
-    if sigma > 0:
-        # Uniform sensor noise of std ~sigma from raw random bytes, in integer arithmetic (fast).
-        a = max(1, int(round(sigma * np.sqrt(3))))
-        u = np.frombuffer(rng.bytes(rgba.size), np.uint8).reshape(rgba.shape)
-        rgba = np.clip(rgba + ((u.astype(np.int16) * (2 * a + 1) >> 8) - a), 0, 255).astype(np.uint8)
+    bits, twice = _noise_bits(sigma)
+    lo = (((1 << bits) - 1) * (2 if twice else 1)) // 2 if bits else 0
+    hi = ((1 << bits) - 1) * (2 if twice else 1) - lo if bits else 0
+    dark = spec.domain == "lowlight"
+    if dark:  # dimming happens per pixel below, so compose without the noise headroom first
+        lo = hi = 0
+    # Colours are clamped to [lo, 255 - hi] and shifted by -lo, so adding noise in [0, lo + hi] to the
+    # packed RGBA words can never carry into the next byte: noise becomes one uint32 add per pixel.
+    levels = np.arange(SHADES, dtype=np.float64) / (SHADES - 1)
+    table = np.zeros((N_LABELS, SHADES, 4), np.uint8)
+    shaded = colours[:, None, :] * levels[None, :, None] * gain
+    table[..., :3] = np.clip(shaded + 0.5, lo, 255 - hi) - lo
+    bg8 = np.zeros(bgf.shape[:3] + (4,), np.uint8)
+    bg8[..., :3] = np.clip(bgf * gain + 0.5, lo, 255 - hi) - lo
+    index = (lab.astype(np.uint16) << 5) | canvas.shade  # SHADES == 32 levels per label
+    packed = np.where(lab > 0, table.view(np.uint32).reshape(-1).take(index), bg8.view(np.uint32)[..., 0])
+    if dark:
+        dim = rng.uniform(0.3, 0.45) * vignette(H, W, rng.uniform(0.3, 0.6))
+        rgba = packed.view(np.uint8).reshape(T, H, W, 4) * dim + rng.uniform(5, 15) + 0.5
+        lo = (((1 << bits) - 1) * (2 if twice else 1)) // 2 if bits else 0
+        hi = ((1 << bits) - 1) * (2 if twice else 1) - lo if bits else 0
+        rgba = np.clip(rgba, lo, 255 - hi) - lo
+        rgba[..., 3] = 0
+        packed = rgba.astype(np.uint8).view(np.uint32)[..., 0]
+    if bits:
+        mask = np.uint32(((1 << bits) - 1) * 0x010101)  # R, G, B bytes; alpha stays 0
+        n = packed.size
+        packed = packed + (np.frombuffer(rng.bytes(4 * n), np.uint32).reshape(packed.shape) & mask)
+        if twice:
+            packed += np.frombuffer(rng.bytes(4 * n), np.uint32).reshape(packed.shape) & mask
+    rgba = np.ascontiguousarray(packed).view(np.uint8).reshape(T, H, W, 4)
     frames = rgba[..., :3]
 
     mask = (lab >= 1) & (lab <= N_PERSON)

@@ -13,7 +13,7 @@ from .flow import compute_flow
 from .scene import N_PERSON, Rendered
 
 CODECS = {"h264": ".mp4", "ffv1": ".mkv"}
-H264_OPTIONS = {"crf": "20", "preset": "veryfast", "threads": "1"}
+H264_OPTIONS = {"crf": "23", "preset": "veryfast", "threads": "1", "x264-params": "rc-lookahead=4"}
 
 
 def encode_video(path: Path, rgba: np.ndarray, fps: int, codec: str = "h264") -> None:
