@@ -94,6 +94,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     progress: bool = True
+    affinity_every: int = 0  # measure task affinity every N steps (0 = never)
 
 
 @dataclass

@@ -28,7 +28,7 @@ def demo_spec(quick: bool) -> StudySpec:
         "checkpoint_every": 100,
     }
     if quick:
-        train.update(steps=150, eval_every=50, checkpoint_every=50)
+        train.update(steps=150, eval_every=50, checkpoint_every=50, affinity_every=25)
     return StudySpec(
         name="demo-quick" if quick else "demo",
         seeds=1 if quick else 2,

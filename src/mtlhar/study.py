@@ -32,6 +32,7 @@ import numpy as np
 
 from . import metrics as M
 from . import stats
+from .affinity import summarise_affinity
 from .config import RunConfig, from_dict, load_yaml
 from .data.manifest import Manifest
 from .errors import ConfigError
@@ -268,6 +269,19 @@ def summarise(
     adjusted = stats.holm([t["p"] for t in tests]) if tests else []
     for t, p in zip(tests, adjusted):
         t["p_holm"] = p
+    affinity_by_run = {}
+    for group, runs in groups.items():
+        records = []
+        for r in runs:
+            path = out / "runs" / r.name / "metrics.jsonl"
+            records += [
+                rec
+                for rec in map(json.loads, path.read_text().splitlines())
+                if rec.get("split") == "affinity"
+            ]
+        summary_aff = summarise_affinity(records)
+        if summary_aff is not None:
+            affinity_by_run[group] = summary_aff
     headline = next((d for d in dm_summary if d["split"] == spec.test_splits[0]), None)
     first_split = spec.test_splits[0]
     return {
@@ -276,6 +290,8 @@ def summarise(
         "runs_by_split": per_run_metrics,
         "delta_m": headline["mean"] if headline else None,
         "delta_m_summary": dm_summary,
+        "affinity": next(iter(affinity_by_run.values()), None),
+        "affinity_by_run": affinity_by_run,
         "delta_m_convention": DELTA_M_CONVENTION,
         "summary": summary,
         "tests": tests,

@@ -428,6 +428,17 @@ class Trainer:
                 for k, v in weights.items():
                     tb.add_scalar(f"train/weight/{k}", v, step)
                 progress.update(step, sums)
+                if (
+                    t.affinity_every
+                    and step % t.affinity_every == 0
+                    and len(self.tasks) > 1
+                    and batch["size"]
+                ):
+                    from .affinity import measure
+
+                    aff = measure(self, batch)
+                    if aff is not None:
+                        jsonl.write(json.dumps({"step": step, "split": "affinity", **aff}) + "\n")
                 if step % t.eval_every == 0 or step == t.steps:
                     stop = self._validate(step, jsonl, tb, log)
                     if stop:

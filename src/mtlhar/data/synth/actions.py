@@ -345,7 +345,9 @@ def resolve(name: str) -> tuple[Action, bool]:
             for p in base.periodic
         )
         keys = tuple((s, _mirror(d)) for s, d in _merge_keys(base.keys))
-        return Action(a.name, a.coarse, a.template, a.paraphrases, keys, periodic, base.obj, base.event), False
+        return Action(
+            a.name, a.coarse, a.template, a.paraphrases, keys, periodic, base.obj, base.event
+        ), False
     return a, False
 
 

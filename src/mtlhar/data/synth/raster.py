@@ -64,15 +64,20 @@ def capsule(canvas: Canvas, a, b, r, za, zb, label: int, shading: float = 0.32) 
     lo = np.minimum(a, b) - r[:, None]
     hi = np.maximum(a, b) + r[:, None]
     xs, ys = _box(lo, hi, canvas.label.shape[1:])
-    px = xs[:, None, :].astype(np.float32)
-    py = ys[:, :, None].astype(np.float32)
-    ax, ay = a[:, 0, None, None], a[:, 1, None, None]
-    dx, dy = (b - a)[:, 0, None, None], (b - a)[:, 1, None, None]
-    l2 = np.maximum(dx * dx + dy * dy, 1e-9)
-    u = np.minimum(np.maximum(((px - ax) * dx + (py - ay) * dy) / l2, 0.0), 1.0)
-    qx, qy = ax + u * dx - px, ay + u * dy - py
-    d2 = (qx * qx + qy * qy) / (r * r)[:, None, None]
-    z = za[:, None, None] + u * (zb - za)[:, None, None]
+    f32 = np.float32
+    # Per-frame scalars as [T,1,1] float32 so that every op on the [T,h,w] box stays float32.
+    ax, ay = (
+        (a[:, 0, None, None] - xs[:, :1, None]).astype(f32),
+        (a[:, 1, None, None] - ys[:, :1, None]).astype(f32),
+    )
+    dx, dy = (b - a)[:, 0, None, None].astype(f32), (b - a)[:, 1, None, None].astype(f32)
+    inv_l2 = f32(1.0) / np.maximum(dx * dx + dy * dy, f32(1e-9))
+    px = np.arange(xs.shape[1], dtype=f32)[None, None, :] - ax  # box-local coordinates, minus a
+    py = np.arange(ys.shape[1], dtype=f32)[None, :, None] - ay
+    u = np.minimum(np.maximum((px * dx + py * dy) * inv_l2, f32(0.0)), f32(1.0))
+    qx, qy = u * dx - px, u * dy - py
+    d2 = (qx * qx + qy * qy) * (f32(1.0) / (r * r)).astype(f32)[:, None, None]
+    z = za.astype(f32)[:, None, None] + u * (zb - za).astype(f32)[:, None, None]
     _write(canvas, xs, ys, d2 <= 1.0, z, 1.0 - shading * d2, label)
 
 

@@ -327,7 +327,9 @@ def render_clip(spec: ClipSpec) -> Rendered:
         if obj_kind == "ball":
             raster.disc(canvas, c2, hpx[:, 0], obj_pos[:, 2] + 0.01, OBJ_LABEL)
         else:
-            raster.rect(canvas, c2, hpx, obj_pos[:, 2] + 0.01, OBJ_LABEL, rim=0.12 if obj_kind == "cup" else 0.0)
+            raster.rect(
+                canvas, c2, hpx, obj_pos[:, 2] + 0.01, OBJ_LABEL, rim=0.12 if obj_kind == "cup" else 0.0
+            )
         anchors[OBJ_LABEL, :, 0], radius[OBJ_LABEL] = c2, hpx
         anchors[OBJ_LABEL, :, 1] = c2 + np.array([1.0, 0.0])
 
@@ -357,8 +359,11 @@ def render_clip(spec: ClipSpec) -> Rendered:
     table[..., :3] = np.clip(shaded + 0.5, lo, 255 - hi) - lo
     bg8 = np.zeros(bgf.shape[:3] + (4,), np.uint8)
     bg8[..., :3] = np.clip(bgf * gain + 0.5, lo, 255 - hi) - lo
-    index = (lab.astype(np.uint16) << 5) | canvas.shade  # SHADES == 32 levels per label
-    packed = np.where(lab > 0, table.view(np.uint32).reshape(-1).take(index), bg8.view(np.uint32)[..., 0])
+    packed = np.empty((T, H, W), np.uint32)
+    packed[:] = bg8.view(np.uint32)[..., 0]
+    nz = np.flatnonzero(lab)  # gather layer colours only where a layer is visible
+    index = (lab.reshape(-1)[nz].astype(np.intp) << 5) | canvas.shade.reshape(-1)[nz]  # 32 levels
+    packed.reshape(-1)[nz] = table.view(np.uint32).reshape(-1).take(index)
     if dark:
         dim = rng.uniform(0.3, 0.45) * vignette(H, W, rng.uniform(0.3, 0.6))
         rgba = packed.view(np.uint8).reshape(T, H, W, 4) * dim + rng.uniform(5, 15) + 0.5

@@ -127,7 +127,9 @@ def plan(
         pool = sets["test" if split == "test_xdomain" else split]
         # Subjects and domains are dealt round-robin and shuffled on their own: independent of action.
         who = rng.permutation(np.resize(np.arange(len(pool)), n))
-        doms = [heldout_domain] * n if split == "test_xdomain" else list(rng.permutation(np.resize(domains, n)))
+        doms = (
+            [heldout_domain] * n if split == "test_xdomain" else list(rng.permutation(np.resize(domains, n)))
+        )
         for i in range(n):
             acts = [FINE_ACTIONS[fine[i]]]
             if composite:
@@ -137,7 +139,9 @@ def plan(
                     cand = [a for a in SECONDARY if COARSE_OF[a] not in used]
                     cand = [a for a in cand if not (has_obj and a in OBJECT_ACTIONS)]
                     acts.append(cand[int(rng.integers(len(cand)))])
-            rows.append({"split": split, "subject": pool[who[i]], "domain": str(doms[i]), "actions": tuple(acts)})
+            rows.append(
+                {"split": split, "subject": pool[who[i]], "domain": str(doms[i]), "actions": tuple(acts)}
+            )
     return rows
 
 
@@ -337,7 +341,9 @@ def _write_side_files(out: Path, settings: dict, table: list[dict], subs: list[S
         "object": [f"{c} {k}" for c in OBJECT_COLOURS for k in OBJECT_KINDS],
     }
     (out / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
-    (out / "hierarchy.csv").write_text("fine,coarse\n" + "".join(f"{a},{COARSE_OF[a]}\n" for a in FINE_ACTIONS))
+    (out / "hierarchy.csv").write_text(
+        "fine,coarse\n" + "".join(f"{a},{COARSE_OF[a]}\n" for a in FINE_ACTIONS)
+    )
     (out / "settings.json").write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
     (out / "README.md").write_text(readme(settings, table, subs))
 
