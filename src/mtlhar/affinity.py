@@ -35,7 +35,7 @@ def measure(trainer, batch: dict, *, lr: float | None = None) -> dict | None:
         G = torch.stack(grads)
         unit = G / G.norm(dim=1, keepdim=True).clamp_min(1e-12)
         cosine = (unit @ unit.T).tolist()
-        lookahead = _lookahead(trainer, batch, names, {n: float(losses[n]) for n in names}, lr)
+        lookahead = _lookahead(trainer, batch, names, {n: float(losses[n].detach()) for n in names}, lr)
     finally:
         model.train(was_training)
     return {"tasks": names, "gradient_cosine": cosine, "lookahead": lookahead}

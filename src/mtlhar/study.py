@@ -37,6 +37,7 @@ from .config import RunConfig, from_dict, load_yaml
 from .data.manifest import Manifest
 from .errors import ConfigError
 from .evaluate import evaluate_run, load_predictions
+from .representation import representation_quality
 from .tasks import Task, task_from_dict
 
 
@@ -130,6 +131,11 @@ def run_study(
             if not (run_dir / f"predictions_{split}.npz").is_file():
                 ev = evaluate_run(run_dir, split=split)
                 (run_dir / f"eval_{split}.json").write_text(json.dumps(ev, indent=2))
+    for run in plan:
+        path = out / "runs" / run.name / "representation.json"
+        if not path.is_file():
+            rq = representation_quality(out / "runs" / run.name, spec.tasks, test_split=spec.test_splits[0])
+            path.write_text(json.dumps(rq, indent=2))
     results = summarise(spec, plan, out, manifest, time.perf_counter() - t0, quick=quick)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return results
@@ -290,6 +296,10 @@ def summarise(
         "runs_by_split": per_run_metrics,
         "delta_m": headline["mean"] if headline else None,
         "delta_m_summary": dm_summary,
+        "representation": _representation(groups, out),
+        "representation_method": "alignment (alpha=2, two frame samplings of each test clip) and uniformity (t=2) "
+        "of L2-normalised pooled embeddings, lower is better; linear probe = logistic regression on frozen "
+        "train embeddings, test accuracy",
         "affinity": next(iter(affinity_by_run.values()), None),
         "affinity_by_run": affinity_by_run,
         "delta_m_convention": DELTA_M_CONVENTION,
@@ -332,6 +342,17 @@ def _mean(summary: list, run: str, task: str, split: str, metric: str) -> float:
         for e in summary
         if (e["run"], e["task"], e["split"], e["metric"]) == (run, task, split, metric)
     )
+
+
+def _representation(groups: dict, out: Path) -> dict:
+    res = {}
+    for group, runs in groups.items():
+        vals = [json.loads((out / "runs" / r.name / "representation.json").read_text()) for r in runs]
+        entry = {k: float(np.mean([v[k] for v in vals])) for k in ("alignment", "uniformity")}
+        tasks = sorted({t for v in vals for t in v["probe"]})
+        entry["probe"] = {t: float(np.mean([v["probe"][t] for v in vals if t in v["probe"]])) for t in tasks}
+        res[group] = entry
+    return res
 
 
 def _compute(run_dir: Path) -> dict:

@@ -67,8 +67,13 @@ def read_features(
     label_file = Path(labels) if labels else find_label_file(root)
     if label_file is not None:
         rows, tasks = rows_from_label_file(
-            root, label_file, path_column=path_column, extensions=ARRAY_EXTENSIONS, missing=missing,
-            table=table, dataset=dataset,
+            root,
+            label_file,
+            path_column=path_column,
+            extensions=ARRAY_EXTENSIONS,
+            missing=missing,
+            table=table,
+            dataset=dataset,
         )
     else:
         rows, tasks = rows_from_class_folders(root, ARRAY_EXTENSIONS, dataset)

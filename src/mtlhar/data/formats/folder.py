@@ -45,7 +45,8 @@ def read_label_file(path: Path) -> list[tuple[int, dict[str, str]]]:
             raise DataError(f"file not found: {path}")
         data = pq.read_table(path).to_pylist()
         return [
-            (i + 2, {k: "" if v is None else str(v).strip() for k, v in r.items()}) for i, r in enumerate(data)
+            (i + 2, {k: "" if v is None else str(v).strip() for k, v in r.items()})
+            for i, r in enumerate(data)
         ]
     return list(read_csv_rows(path))
 
@@ -157,7 +158,12 @@ def read_folder(
     exts = tuple(e.lower() for e in extensions)
     if label_file is not None:
         rows, tasks = rows_from_label_file(
-            root, label_file, path_column=path_column, extensions=exts, missing=missing, table=table,
+            root,
+            label_file,
+            path_column=path_column,
+            extensions=exts,
+            missing=missing,
+            table=table,
             dataset=dataset,
         )
     else:

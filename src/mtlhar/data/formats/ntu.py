@@ -193,8 +193,8 @@ def read_ntu(
             table.exclude(source, "no body in any frame")
             table.count("no_skeleton")
             continue
-        if normalize:
-            data = sk.normalize(data)
+        if normalize and data.shape[-2] == 25:  # NTU joint indices; other layouts stay raw
+            data = sk.normalize(data, align_line=sk.NTU_SHOULDERS if data.shape[-1] == 3 else None)
         dest = arrays / f"{name}.npy"
         np.save(dest, sk.to_sequence(data, bodies).astype(np.float32))
         actions.append(info["action"])
@@ -245,5 +245,7 @@ def _pyskl_samples(path: Path, benchmark: str):
         if parse_name(name) is not None and "label" in ann:
             action = parse_name(name)["action"]
             if int(ann["label"]) + 1 != action:
-                raise DataError(f"{where}: label {ann['label']} does not match action A{action:03d} in {name}")
+                raise DataError(
+                    f"{where}: label {ann['label']} does not match action A{action:03d} in {name}"
+                )
         yield name, f"{where} ({name})", kp, lookup.get(name) if lookup else None

@@ -187,12 +187,19 @@ def _hand(j: np.ndarray, side: str, reach: float) -> np.ndarray:
 
 
 def _object_track(
-    motion: _Motion, t: np.ndarray, joints: np.ndarray, k: int, rule: str, event: float, rev: bool, half
+    motion: _Motion,
+    t: np.ndarray,
+    joints: np.ndarray,
+    fwd: np.ndarray,
+    k: int,
+    rule: str,
+    event: float,
+    rev: bool,
+    half: np.ndarray,
 ) -> np.ndarray:
     """Object centre [T,3] for action k's object rule (see actions.Action.obj)."""
     body = motion.body
     reach = body.radii["hand"] * 0.8 + half[1] * 0.9
-    fwd = facing(motion.params(t), motion.view_yaw)
     sig = motion.sigma(k, t)
     base = 1.0 - sig if rev else sig  # base-action time (unclamped, for ballistic flight)
 
@@ -238,7 +245,9 @@ def render_clip(spec: ClipSpec) -> Rendered:
     view_yaw = float(rng.uniform(*VIEWS[view]))
     motion = _Motion(rng, spec, view_yaw)
     t = np.linspace(0.0, 1.0, T)
-    j3 = motion.joints(t)
+    pose = motion.params(t)
+    j3 = forward_kinematics(pose, motion.body, view_yaw)
+    fwd = facing(pose, view_yaw)
 
     # Object: used by an object action, or (half the time) lying idle on the floor.
     obj_name, obj_pos, half, obj_kind = "", None, None, None
@@ -250,7 +259,7 @@ def render_clip(spec: ClipSpec) -> Rendered:
     half = scale * np.array({"ball": (0.05, 0.05), "box": (0.055, 0.055), "cup": (0.036, 0.05)}[obj_kind])
     if obj_k is not None:
         rule, event, rev = action_object_rule(spec.actions[obj_k])
-        obj_pos = _object_track(motion, t, j3, obj_k, rule, event, rev, half)
+        obj_pos = _object_track(motion, t, j3, fwd, obj_k, rule, event, rev, half)
         obj_name = f"{colour} {obj_kind}"
     elif idle:
         side = rng.choice([-1.0, 1.0])
@@ -294,7 +303,6 @@ def render_clip(spec: ClipSpec) -> Rendered:
         "sleeve": subj.shirt if subj.long_sleeves else subj.skin,
     }
     radii = body.radii
-    fwd = facing(motion.params(t), view_yaw)
     up = np.array([0.0, 1.0, 0.0])
     for lab, (name, pkind, ja, jb, rkey, ckey) in enumerate(PERSON_PARTS, start=1):
         colours[lab] = ckeys[ckey]
@@ -374,10 +382,9 @@ def render_clip(spec: ClipSpec) -> Rendered:
         packed = rgba.astype(np.uint8).view(np.uint32)[..., 0]
     if bits:
         mask = np.uint32(((1 << bits) - 1) * 0x010101)  # R, G, B bytes; alpha stays 0
-        n = packed.size
-        packed = packed + (np.frombuffer(rng.bytes(4 * n), np.uint32).reshape(packed.shape) & mask)
-        if twice:
-            packed += np.frombuffer(rng.bytes(4 * n), np.uint32).reshape(packed.shape) & mask
+        for _ in range(2 if twice else 1):
+            raw = rng.bit_generator.random_raw((packed.size + 1) // 2).view(np.uint32)[: packed.size]
+            packed = packed + (raw.reshape(packed.shape) & mask)
     rgba = np.ascontiguousarray(packed).view(np.uint8).reshape(T, H, W, 4)
     frames = rgba[..., :3]
 
