@@ -16,6 +16,8 @@ EXAMPLES = {
     "info": "mtlhar info --json",
     "demo": "mtlhar demo --quick --out mtlhar-demo",
     "data": "mtlhar data synth --out data/synth --clips 600 --size 64",
+    "study": "mtlhar study configs/study-synth.yaml --out runs/study --seeds 3",
+    "report": "mtlhar report runs/study",
 }
 
 
@@ -72,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", default="mtlhar-demo", help="output folder (default mtlhar-demo)")
     d.add_argument("--seeds", type=int, default=None, help="paired seeds (default 1 quick, 2 full)")
+
+    st = cmd(
+        "study", "single-task baselines vs multi-task variants over paired seeds, with intervals and tests"
+    )
+    st.add_argument("config", help="YAML study config (see configs/study-synth.yaml)")
+    st.add_argument("--out", required=True, help="study directory (run again to resume)")
+    st.add_argument("--seeds", type=int, default=None, help="paired seeds (default: the config's)")
+    st.add_argument("--quick", action="store_true", help="apply the config's `quick` overrides")
+
+    rp = cmd("report", "write the HTML report of a study or demo directory (DIR/report/index.html)")
+    rp.add_argument("dir")
 
     da = cmd("data", "datasets: generate the synthetic action world")
     dsub = da.add_subparsers(dest="data_command", required=True)
@@ -179,6 +192,20 @@ def _run(args) -> int:
 
         run_demo(out=args.out, quick=args.quick, seeds=args.seeds)
         return 0
+    if args.command == "study":
+        from rich.console import Console
+
+        from .demo import print_summary
+        from .study import load_study, run_study
+
+        results = run_study(load_study(args.config), args.out, seeds=args.seeds, quick=args.quick)
+        print_summary(Console(), results)
+        _write_report(args.out)
+        return 0
+    if args.command == "report":
+        path = _write_report(args.dir, required=True)
+        print(f"report: {path}")
+        return 0
     if args.command == "data" and args.data_command == "synth":
         from .data import synth
 
@@ -199,6 +226,21 @@ def _run(args) -> int:
         print(f"wrote {path} ({sum(1 for _ in open(path)) - 1} clips); see {Path(args.out) / 'README.md'}")
         return 0
     raise AssertionError(args.command)
+
+
+def _write_report(folder, required: bool = False):
+    """Build the HTML report of a study folder; returns its path (None if the report module is absent)."""
+    try:
+        from .report import build_report
+    except ImportError:
+        if required:
+            raise MtlharError("the report module is not available in this installation") from None
+        return None
+    if not (Path(folder) / "results.json").is_file():
+        raise MtlharError(f"{folder}: no results.json (run `mtlhar study` or `mtlhar demo` into it first)")
+    path = build_report(folder)
+    print(f"report: {path}")
+    return path
 
 
 def _bar(label: str):
