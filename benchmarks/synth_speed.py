@@ -41,8 +41,15 @@ def main(argv: list[str] | None = None) -> None:
     subjects = make_subjects(16, 0)
     domains = ["studio", "outdoor"] if args.domain == "mixed" else [args.domain]
     specs = [
-        ClipSpec(i, 0, subjects[i % 16], (FINE_ACTIONS[i % len(FINE_ACTIONS)],), domains[i % len(domains)],
-                 frames=args.frames, size=args.size)
+        ClipSpec(
+            i,
+            0,
+            subjects[i % 16],
+            (FINE_ACTIONS[i % len(FINE_ACTIONS)],),
+            domains[i % len(domains)],
+            frames=args.frames,
+            size=args.size,
+        )
         for i in range(args.clips)
     ]
     render_clip(specs[0])  # warm-up (imports, caches)
@@ -65,8 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         t_base = _timed(lambda _: encode_video(out / "b.mp4", plain, 8, args.codec), range(args.clips))
 
     n = args.clips
-    print(f"synth generator speed: {n} clips x {args.frames} frames x {args.size}px, codec={args.codec}, "
-          f"domains={'+'.join(domains)}, 1 worker")
+    print(
+        f"synth generator speed: {n} clips x {args.frames} frames x {args.size}px, codec={args.codec}, "
+        f"domains={'+'.join(domains)}, 1 worker"
+    )
     print(f"{'stage':<34}{'clips/s/core':>14}{'ms/clip':>10}{'wall clips/s':>14}{'vs baseline':>13}")
     base = n / t_base[0]
     for name, (cpu, wall) in [

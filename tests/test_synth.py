@@ -123,8 +123,17 @@ def test_determinism_and_workers(tmp_path, dataset):
 
 
 def test_lossless_frames_and_masks(tmp_path):
-    m = generate(tmp_path, clips=30, frames=6, size=64, domains=("studio",), heldout_domain=None, noise=0.0,
-                 codec="ffv1", seed=1)
+    m = generate(
+        tmp_path,
+        clips=30,
+        frames=6,
+        size=64,
+        domains=("studio",),
+        heldout_domain=None,
+        noise=0.0,
+        codec="ffv1",
+        seed=1,
+    )
     rows = read_manifest(m)
     for r in rows[::7]:
         assert r["path"].endswith(".mkv")
@@ -160,7 +169,6 @@ def test_flow_warps_frames():
             keep[ys, xs] = r.label[t + 1, y1, x1] == r.label[t, ys, xs]  # not occluded at t+1
             errs.append(warp_error(r.frames[t], r.frames[t + 1], flow[t], keep))
             zero.append(warp_error(r.frames[t], r.frames[t + 1], np.zeros_like(flow[t]), keep))
-    print(np.mean(errs), np.mean(zero))
     assert np.mean(errs) < 4.0 and np.mean(errs) < 0.5 * np.mean(zero)
 
 
@@ -172,7 +180,7 @@ def test_load_flow_matches_render(dataset):
 
 
 def test_long_tail(tmp_path):
-    m = generate(tmp_path, clips=400, frames=4, size=32, long_tail=10.0, heldout_domain=None, seed=2)
+    m = generate(tmp_path, clips=400, frames=2, size=16, long_tail=10.0, heldout_domain=None, seed=2)
     rows = read_manifest(m)
     train = Counter(r["fine"] for r in rows if r["split"] == "train")
     assert len(train) == len(FINE_ACTIONS)
@@ -184,7 +192,9 @@ def test_long_tail(tmp_path):
 
 
 def test_composite(tmp_path):
-    m = generate(tmp_path, clips=30, frames=8, size=32, composite=True, heldout_domain=None, seed=2)
+    m = generate(
+        tmp_path, clips=30, frames=8, size=32, composite=True, heldout_domain=None, seed=2, store_flow=True
+    )
     rows = read_manifest(m)
     assert "labels" in (tmp_path / "manifest.csv").read_text().splitlines()[0].split(",")
     for r in rows:
@@ -192,6 +202,9 @@ def test_composite(tmp_path):
         assert 2 <= len(labels) <= 3 and labels[0] == r["fine"] and set(labels) <= set(FINE_ACTIONS)
         fl = load_pose(tmp_path, r)["frame_labels"]
         assert fl.shape == (8, len(labels)) and fl.any(0).all()
+    stored = load_flow(tmp_path, rows[0])
+    assert rows[0]["flow"] and stored.shape == (7, 2, 32, 32)
+    np.testing.assert_allclose(stored, load_flow(tmp_path, {**rows[0], "flow": ""}), atol=1e-5)
 
 
 @pytest.mark.parametrize("a,b", PAIRS)

@@ -10,6 +10,7 @@ validation split is scored and the checkpoint with the best validation multi-tas
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import provenance
+from . import distributed, provenance
 from .balancing import build_balancer
 from .config import RunConfig, dump_yaml, to_dict
 from .data.dataset import ClipDataset, collate, resolve_tasks
@@ -31,7 +32,6 @@ from .data.manifest import Manifest
 from .errors import ConfigError, TooManyBadSamples
 from .evaluate import evaluate_model, validation_score
 from .models import MultiTaskModel, build_encoder
-from .objectives import masked_mean
 from .tasks import Task
 
 
@@ -132,7 +132,14 @@ class Trainer:
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
+        self.dist = distributed.setup()
         self.device = pick_device(t.device)
+        if self.dist.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if t.batch_size % self.dist.world:
+            raise ConfigError(
+                f"train.batch_size {t.batch_size} must be divisible by the {self.dist.world} processes"
+            )
         self.manifest = manifest or prepare_data(cfg)
         self.tasks = resolve_tasks(cfg.tasks, self.manifest)
         self.train_set = make_dataset(cfg, self.manifest, self.tasks, cfg.data.train_split, train=True)
@@ -145,6 +152,10 @@ class Trainer:
         seed_everything(t.seed)
         self.model = build_model(cfg, self.tasks).to(self.device)
         self._fit_sequence_normalisation()
+        self.forward = self.model
+        if self.dist.world > 1:  # every head is always in the graph, so no unused-parameter search is needed
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if t.optimizer == "adamw":
             self.opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
@@ -155,7 +166,9 @@ class Trainer:
             [x.name for x in self.tasks],
             {x.name: x.weight for x in self.tasks},
             cfg.balancer.args,
-        )
+        ).to(self.device)
+        if self.balancer.parameters():  # learnable task weights (e.g. uncertainty): no weight decay
+            self.opt.add_param_group({"params": self.balancer.parameters(), "weight_decay": 0.0})
         self.cross_terms = self._build_cross_terms()
         use_cuda = self.device.type == "cuda"
         self.amp = (t.amp == "on") or (t.amp == "auto" and use_cuda)
@@ -228,7 +241,8 @@ class Trainer:
         g = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + epoch)
         perm = torch.randperm(len(self.train_set), generator=g).tolist()
         b = self.cfg.train.batch_size
-        return [perm[i * b : (i + 1) * b] for i in range(self.n_train_batches)]
+        batches = [perm[i * b : (i + 1) * b] for i in range(self.n_train_batches)]
+        return [batch[self.dist.rank :: self.dist.world] for batch in batches]
 
     def _batches(self):
         """Yield batches forever from the saved data position (epoch, batch_in_epoch)."""
@@ -262,15 +276,20 @@ class Trainer:
     def compute_losses(self, batch: dict):
         """Per-task masked mean losses, presence flags, and the cross-task terms."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            out = self.model(batch["inputs"], batch["targets"], mode="train")
-        losses, present, counts = {}, {}, {}
+            out = self.forward(batch["inputs"], batch["targets"], mode="train")
+        totals, counts = {}, []
         for t in self.tasks:
-            total, count = t.spec.loss(
+            totals[t.name], count = t.spec.loss(
                 t, out.heads[t.name].output, batch["targets"][t.name], batch["mask"][t.name]
             )
-            losses[t.name] = masked_mean(total, count, distributed=self._distributed())
-            present[t.name] = bool(count.item() > 0)
-            counts[t.name] = int(count.item())
+            counts.append(count.detach().float())
+        # one all-reduce for every task's labelled count: means over all ranks' labelled samples, and a task
+        # labelled on any rank counts as present everywhere (DDP's gradient average then gives the right mean)
+        global_counts = distributed.all_reduce_sum(torch.stack(counts)).tolist()
+        losses, present = {}, {}
+        for t, n in zip(self.tasks, global_counts):
+            losses[t.name] = totals[t.name] * (self.dist.world / max(n, 1.0))
+            present[t.name] = n > 0
         cross = {
             term.name: term(out.heads, batch, {t.name: t for t in self.tasks}) * term.weight
             for term in self.cross_terms
@@ -302,10 +321,6 @@ class Trainer:
                 total = total + v
             self.scaler.scale(total / scale).backward()
         return losses, present, cross, weights
-
-    @staticmethod
-    def _distributed() -> bool:
-        return torch.distributed.is_available() and torch.distributed.is_initialized()
 
     # ----------------------------------------------------------------------------------------------
     def _checkpoint_state(self) -> dict:
@@ -369,9 +384,11 @@ class Trainer:
             raise ConfigError(
                 f"{run} already holds a run; pass --resume to continue it or choose another --out"
             )
+        main = self.dist.main  # under DDP only rank 0 writes files
         run.mkdir(parents=True, exist_ok=True)
-        (run / "config.yaml").write_text(dump_yaml(cfg))
-        write_json(run / "tasks.json", [x.to_dict() for x in self.tasks])
+        if main:
+            (run / "config.yaml").write_text(dump_yaml(cfg))
+            write_json(run / "tasks.json", [x.to_dict() for x in self.tasks])
         prov = provenance.collect(
             seed=t.seed,
             device=self.device,
@@ -379,12 +396,15 @@ class Trainer:
             splits=[cfg.data.train_split, cfg.data.val_split],
             extra={"n_parameters": sum(p.numel() for p in self.model.parameters())},
         )
-        write_json(run / "provenance.json", prov)
+        prov["world_size"] = self.dist.world
         from torch.utils.tensorboard import SummaryWriter
 
-        tb = SummaryWriter(str(run / "tb"))
-        jsonl = open(run / "metrics.jsonl", "a")
-        progress = _progress(t.progress and log is not None, t.steps, self.state["step"], run.name)
+        if main:
+            write_json(run / "provenance.json", prov)
+            tb, jsonl = SummaryWriter(str(run / "tb")), open(run / "metrics.jsonl", "a")
+        else:
+            tb, jsonl = _Discard(), io.StringIO()
+        progress = _progress(t.progress and log is not None and main, t.steps, self.state["step"], run.name)
         batches = self._batches()
         started = time.perf_counter() - self.state["wall_time_s"]
         n_samples = len(self.train_set)
@@ -422,6 +442,12 @@ class Trainer:
                     "weights": weights,
                     "epoch": self.state["epoch"],
                 }
+                diag = getattr(self.balancer, "last_diagnostics", None)
+                if diag and diag.get("step") == step - 1:  # computed during this optimiser step
+                    rec["diagnostics"] = diag
+                    for k, v in diag.items():
+                        if k != "step":
+                            tb.add_scalar(f"train/balance/{k}", v, step)
                 jsonl.write(json.dumps(rec) + "\n")
                 for k, v in sums.items():
                     tb.add_scalar(f"train/loss/{k}", v, step)
@@ -433,6 +459,7 @@ class Trainer:
                     and step % t.affinity_every == 0
                     and len(self.tasks) > 1
                     and batch["size"]
+                    and self.dist.world == 1
                 ):
                     from .affinity import measure
 
@@ -443,7 +470,7 @@ class Trainer:
                     stop = self._validate(step, jsonl, tb, log)
                     if stop:
                         break
-                if step % t.checkpoint_every == 0 or step == t.steps:
+                if (step % t.checkpoint_every == 0 or step == t.steps) and main:
                     jsonl.flush()
                     atomic_save(self._checkpoint_state(), last)
                 if on_step is not None:
@@ -452,9 +479,10 @@ class Trainer:
             progress.close()
             jsonl.close()
             tb.close()
-        atomic_save(self._checkpoint_state(), last)
-        write_json(run / "bad_samples.json", self.state["bad"])
-        if self.state["bad"] and log:
+        if main:
+            atomic_save(self._checkpoint_state(), last)
+            write_json(run / "bad_samples.json", self.state["bad"])
+        if self.state["bad"] and log and main:
             log(
                 f"{len(self.state['bad'])} unreadable sample(s) skipped; listed in {run / 'bad_samples.json'}"
             )
@@ -470,7 +498,8 @@ class Trainer:
             "n_parameters": prov["n_parameters"],
             "val_metrics": self.state.get("best_val_metrics", {}),
         }
-        write_json(run / "summary.json", summary)
+        if main:
+            write_json(run / "summary.json", summary)
         return TrainResult(
             run,
             self.state["best_step"],
@@ -518,7 +547,8 @@ class Trainer:
             self.state.update(
                 best_score=score, best_step=step, best_val_metrics=metrics, evals_without_improvement=0
             )
-            self.save_best(metrics)
+            if self.dist.main:
+                self.save_best(metrics)
         else:
             self.state["evals_without_improvement"] += 1
         patience = self.cfg.train.early_stop_patience
@@ -527,6 +557,16 @@ class Trainer:
                 log(f"early stop at step {step}: no validation improvement in {patience} evaluations")
             return True
         return False
+
+
+class _Discard:
+    """A stand-in for the TensorBoard writer on ranks that do not write."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class _progress:

@@ -47,13 +47,14 @@ def dual_cone_projection(u: Tensor, gramian: Tensor) -> Tensor:
     With v = u + z, z >= 0 and G = A^T A this is non-negative least squares ||A z + A u||^2, solved
     exactly by scipy's Lawson-Hanson NNLS. `u` is [..., K]; the result has the same shape.
     """
+    import numpy as np
     from scipy.optimize import nnls
 
     g = gramian.detach().double().cpu()
     lam, vec = torch.linalg.eigh(g)
     a = (vec * lam.clamp_min(0).sqrt()).T.numpy()  # a^T a = G
     rows = u.detach().double().cpu().reshape(-1, len(g)).numpy()
-    out = [r + nnls(a, -a @ r)[0] for r in rows]
+    out = np.stack([r + nnls(a, -a @ r)[0] for r in rows])
     return torch.tensor(out, dtype=u.dtype, device=u.device).reshape(u.shape)
 
 
@@ -127,7 +128,9 @@ def nash_mtl(gramian: Tensor, *, iters: int = 50, ridge: float = 1e-6) -> Tensor
         if float(grad.abs().max()) < 1e-12:
             break
         step = torch.linalg.solve(g + torch.diag(1.0 / alpha**2), grad)
-        decrement = float(grad @ step) ** 0.5  # self-concordant damping: 1 / (1 + lambda) far from the optimum
+        decrement = (
+            float(grad @ step) ** 0.5
+        )  # self-concordant damping: 1 / (1 + lambda) far from the optimum
         shrink = torch.where(step > 0, alpha / step, torch.inf)  # and never cross the boundary alpha > 0
         t = min(1.0 if decrement < 0.25 else 1.0 / (1.0 + decrement), 0.99 * float(shrink.min()))
         alpha = alpha - t * step

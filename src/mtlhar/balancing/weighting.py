@@ -57,7 +57,9 @@ class UncertaintyWeighting(Balancer):
     `parameters()`; a task absent from a batch contributes nothing, so its s_t gets no gradient.
     """
 
-    def __init__(self, tasks: Sequence[str], weights: Mapping[str, float] | None = None, *, init: float = 0.0):
+    def __init__(
+        self, tasks: Sequence[str], weights: Mapping[str, float] | None = None, *, init: float = 0.0
+    ):
         super().__init__(tasks, None)
         self.log_vars = torch.full((len(self.tasks),), float(init), requires_grad=True)
 
@@ -166,7 +168,11 @@ class RandomLossWeighting(Balancer):
         return dict(zip(self.tasks, w.tolist()))
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "drawn_step": self.drawn_step, "raw": self.raw.clone()}
+        return {
+            "generator": self.generator.get_state(),
+            "drawn_step": self.drawn_step,
+            "raw": self.raw.clone(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
@@ -236,7 +242,9 @@ class FAMO(Balancer):
         c = float((torch.where(mask, z / d, 0.0)).sum())
         k = len(self.tasks)
         total = sum(
-            (torch.log(losses[t].clamp_min(0) + self.eps) * float(z[i]) * k / c) if mask[i] else losses[t] * 0.0
+            (torch.log(losses[t].clamp_min(0) + self.eps) * float(z[i]) * k / c)
+            if mask[i]
+            else losses[t] * 0.0
             for i, t in enumerate(self.tasks)
         )
         w = torch.where(mask, z * k / (c * d), 0.0)

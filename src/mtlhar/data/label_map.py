@@ -160,6 +160,9 @@ def merge(
                 group = r.get("group") or r["id"]
                 r["id"], r["group"] = f"{name}/{r['id']}", f"{name}/{group}"
             rows.append(r)
+    for r in rows:
+        for t in tasks:
+            r.setdefault(t, "")  # no label for a task this dataset lacks: masked in the loss
     out = make_table(rows, tasks, label_spaces=spaces)
     for c in extra:
         if c not in out.columns:

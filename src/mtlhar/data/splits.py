@@ -141,7 +141,9 @@ def assign_splits(
     return rows
 
 
-def check_group_leakage(rows: Sequence[dict[str, str]], *, group_column: str = "group") -> dict[str, list[str]]:
+def check_group_leakage(
+    rows: Sequence[dict[str, str]], *, group_column: str = "group"
+) -> dict[str, list[str]]:
     """{group: [splits]} for every group that appears in more than one split (empty = no leakage)."""
     seen: dict[str, set[str]] = defaultdict(set)
     for r in rows:

@@ -101,7 +101,9 @@ def read_epic_kitchens(
                 table.exclude(r["narration_id"], f"{where}: video {r['video_id']}{extension} not found")
                 continue
             if end <= start:
-                table.exclude(r["narration_id"], f"{where}: stop {end:.2f} s is not after start {start:.2f} s")
+                table.exclude(
+                    r["narration_id"], f"{where}: stop {end:.2f} s is not after start {start:.2f} s"
+                )
                 continue
             table.rows.append(
                 {

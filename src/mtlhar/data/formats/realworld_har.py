@@ -49,15 +49,21 @@ _SUBJECT = re.compile(r"^proband(\d+)$", re.IGNORECASE)
 
 def _subject_key(value: str) -> str:
     m = _SUBJECT.match(value.strip())
-    return f"proband{int(m.group(1)) if m else int(value)}" if (m or value.strip().isdigit()) else value.strip()
+    return (
+        f"proband{int(m.group(1)) if m else int(value)}" if (m or value.strip().isdigit()) else value.strip()
+    )
 
 
 def _discover(root: Path) -> dict[tuple[str, str, str, str], dict[str, tuple[str, Callable[[], str]]]]:
     """{(subject, activity, session, position): {sensor: (display name, text opener)}}."""
     recs: dict[tuple[str, str, str, str], dict[str, tuple[str, Callable[[], str]]]] = {}
-    subjects = [p for p in sorted(root.iterdir(), key=lambda p: natural_key(p.name)) if _SUBJECT.match(p.name)]
+    subjects = [
+        p for p in sorted(root.iterdir(), key=lambda p: natural_key(p.name)) if _SUBJECT.match(p.name)
+    ]
     if not subjects:
-        raise DataError(f"{root}: no proband<N> folders (expected {root}/proband1/data/acc_<activity>_csv...)")
+        raise DataError(
+            f"{root}: no proband<N> folders (expected {root}/proband1/data/acc_<activity>_csv...)"
+        )
 
     def add(subject: str, name: str, display: str, opener: Callable[[], str]) -> None:
         m = _FILE.match(name)
@@ -239,7 +245,9 @@ def _subject_splits(subjects, test_subjects, val_subjects, test_size, val_size, 
         out.update({rest[i]: "test" for i in te})
         rest = [rest[i] for i in tr]
     if val_size > 0 and len(rest) >= 2:
-        tr, va = holdout_by_group(rest, test_size=min(0.5, val_size / max(1e-9, 1 - test_size)), seed=seed + 1)
+        tr, va = holdout_by_group(
+            rest, test_size=min(0.5, val_size / max(1e-9, 1 - test_size)), seed=seed + 1
+        )
         out.update({rest[i]: "val" for i in va})
     return out
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import raster
-from .raster import SHADES
 from .actions import action_object_rule, action_params, cycles_range
 from .background import background, vignette
 from .flow import CAPSULE, SIMILAR, compute_flow
+from .raster import SHADES
 from .skeleton import JOINTS, P, facing, forward_kinematics, neutral_vector
 from .subjects import TEMPO_FACTOR, Subject
 

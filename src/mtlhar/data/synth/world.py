@@ -13,8 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .actions import COARSE_ACTIONS, COARSE_OF, FINE_ACTIONS, OBJECT_ACTIONS, TEMPLATE_OF, caption_for
-from .actions import action_params
+from .actions import (
+    COARSE_ACTIONS,
+    COARSE_OF,
+    FINE_ACTIONS,
+    OBJECT_ACTIONS,
+    TEMPLATE_OF,
+    action_params,
+    caption_for,
+)
 from .background import DOMAINS
 from .scene import OBJECT_COLOURS, OBJECT_KINDS, VIEWS, ClipSpec, render_clip
 from .skeleton import P, neutral_vector

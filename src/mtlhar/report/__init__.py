@@ -1,0 +1,191 @@
+"""`mtlhar report DIR`: one self-contained HTML page about a study (the demo is a study).
+
+The page (DIR/report/index.html, figures as sibling PNGs) answers "does multi-task learning help here?"
+from the study's paired tests and delta_m, then shows the evidence: results with intervals, per-task
+charts, learning curves, confusion matrices, per-class F1 by training-frequency band, the cross-domain
+drop, balancer weights, task affinity, a gallery of test clips with Grad-CAM, compute and provenance.
+
+>>> from mtlhar.report import build_report
+>>> build_report("mtlhar-demo")  # doctest: +SKIP
+PosixPath('mtlhar-demo/report/index.html')
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+from . import plots, tables
+from .gallery import build_gallery
+from .study import StudyData
+
+__all__ = ["build_report"]
+
+
+def build_report(study_dir: str | Path, out: str | Path | None = None, *, gallery_clips: int = 6) -> Path:
+    """Write the report of the study in `study_dir` into `out` (default STUDY_DIR/report/).
+
+    Returns the path of index.html. Figures are written next to it; an existing report there is replaced.
+    """
+    data = StudyData(study_dir)
+    out = Path(out) if out is not None else data.dir / "report"
+    if out.exists():
+        for old in out.glob("*.png"):
+            old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    context = build_context(data, out, gallery_clips=gallery_clips)
+    html = _render(context)
+    path = out / "index.html"
+    tmp = path.with_name(".index.html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict:
+    """Compute every table and draw every figure; returns the template's variables."""
+    figures: dict = {"bars": [], "curves": [], "confusion": [], "bands": [], "affinity": []}
+    for i, split in enumerate(data.splits):
+        name = plots.bar_chart(data, split, out / f"bars_{i}_{_safe(split)}.png")
+        if name:
+            figures["bars"].append({"split": split, "src": name})
+    for task in data.task_cfgs:
+        name = plots.learning_curves(data, task, out / f"curves_{_safe(task)}.png")
+        if name:
+            figures["curves"].append({"task": task, "src": name})
+    figures["weights"] = plots.weights_figure(data, out / "weights.png")
+    figures["confusion"], confusion_note = _confusions(data, out)
+    bands = tables.frequency_bands(data)
+    for b in bands:
+        b["src"] = plots.bands_figure(b, out / f"bands_{_safe(b['task'])}.png")
+    for i, (group, aff) in enumerate(data.affinity.items()):
+        title = f"task affinity of {group} (mean over {aff.get('n_measurements', '?')} measurements)"
+        figures["affinity"].append(
+            {
+                "group": group,
+                "src": plots.affinity_figure(aff, title, out / f"affinity_{i}.png"),
+                "groups": aff.get("suggested_groups"),
+            }
+        )
+    results_json = data.dir / "results.json"
+    rel = Path(_relpath(results_json, out))
+    return {
+        "study": data.name,
+        "generated": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "splits": data.splits,
+        "first_split": data.first_split,
+        "settings": data.results.get("settings", {}),
+        "dataset": data.results.get("dataset", {}),
+        "wall_time_s": data.results.get("wall_time_s"),
+        "groups": [
+            {"name": g, "kind": "STL" if g in data.stl_groups else "MTL", "colour": data.colours[g], "runs": runs}
+            for g, runs in data.groups.items()
+        ],
+        "tasks": [
+            {"name": n, "role": data.role(n), "metric": data.main_metric(n), "kind": t.get("kind", "classification")}
+            for n, t in data.task_cfgs.items()
+        ],
+        "verdicts": tables.verdicts(data),
+        "alpha": tables.ALPHA,
+        "delta_m_rows": tables.delta_m_rows(data),
+        "delta_m_convention": data.results.get("delta_m_convention", ""),
+        "test_rows": tables.test_rows(data),
+        "tests_method": data.results.get("tests_method", "paired test, Holm-corrected"),
+        "main_rows": tables.main_rows(data),
+        "full_rows": tables.full_rows(data),
+        "cross_rows": tables.cross_domain_rows(data),
+        "split_domains": tables.split_domains(data),
+        "bands": bands,
+        "bands_note": None if data.manifest is not None else f"manifest {data.manifest_path} not found",
+        "figures": figures,
+        "confusion_note": confusion_note,
+        "smoothing": plots.smoothing_window(data),
+        "gallery": build_gallery(data, out, n_clips=gallery_clips),
+        "compute_rows": tables.compute_rows(data),
+        "provenance_rows": tables.provenance_rows(data),
+        "results_link": rel.as_posix(),
+    }
+
+
+def _confusions(data: StudyData, out: Path) -> tuple[list[dict], str]:
+    """Confusion matrices of every classification task: first-seed STL baseline and first-seed MTL run."""
+    split = data.first_split
+    mtl_run = data.groups[data.mtl_groups[0]][0] if data.mtl_groups else None
+    items = []
+    for task in data.task_cfgs:
+        panels, classes = [], None
+        candidates = []
+        if data.stl_group_for(task):
+            candidates.append(data.groups[data.stl_group_for(task)][0])
+        if mtl_run:
+            candidates.append(mtl_run)
+        for run in candidates:
+            ev = data.evaluation(run, split)
+            cm = (ev or {}).get("confusion", {}).get(task)
+            t = data.tasks_of(run).get(task)
+            if cm is None or t is None or not t.classes:
+                continue
+            classes = t.classes
+            kind = "STL" if run != mtl_run else "MTL"
+            panels.append((f"{kind}: {run}", cm))
+        if panels and classes:
+            src = plots.confusion_figure(panels, classes, task, out / f"confusion_{_safe(task)}.png")
+            items.append({"task": task, "src": src, "runs": [p[0] for p in panels]})
+    note = f"split {split}; rows are true classes and sum to 1; first seed of each run group"
+    return items, note
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def _relpath(target: Path, start: Path) -> str:
+    return os.path.relpath(target.resolve(), start.resolve())
+
+
+def _render(context: dict) -> str:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _num
+    env.filters["signed"] = lambda v, d=3: _num(v, d, sign=True)
+    env.filters["pval"] = _pval
+    env.globals["cell"] = _cell
+    return env.get_template("report.html.j2").render(**context)
+
+
+def _num(value, digits: int = 3, sign: bool = False) -> str:
+    if value is None:
+        return "—"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if v != v:  # NaN
+        return "—"
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+
+def _cell(value, digits: int = 3, sign: bool = False, p: bool = False):
+    """A table cell: class "num" holds a number that parses as a float; "na" holds a dash."""
+    from markupsafe import Markup
+
+    text = _pval(value) if p else _num(value, digits, sign)
+    if text == "—":
+        return Markup('<td class="na">—</td>')
+    return Markup('<td class="num">{}</td>').format(text)
+
+
+def _pval(value) -> str:
+    if value is None:
+        return "—"
+    v = float(value)
+    return f"{v:.2e}" if v < 1e-3 else f"{v:.4f}"
+

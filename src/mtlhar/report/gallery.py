@@ -1,0 +1,193 @@
+"""A gallery of test clips: the frames the model saw, every task's prediction and truth, and a Grad-CAM
+overlay for the primary task of the first-seed multi-task run.
+
+Clips are picked deterministically: round-robin over (domain, primary task right or wrong) buckets in
+id order, so the gallery shows successes and failures from every domain of the split.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..data.dataset import resize_clip
+from ..data.video import read_video, sample_indices
+from ..errors import DataError
+from ..tasks import Task
+from .saliency import grad_cam, last_map_tap
+from .study import StudyData
+
+MAX_FRAMES = 8
+
+
+def build_gallery(data: StudyData, out_dir: Path, *, n_clips: int = 6) -> dict:
+    """Render the gallery's PNGs into `out_dir`; returns what the template needs (items and notes)."""
+    split = data.first_split
+    group = (data.mtl_groups or list(data.groups))[0]
+    run = data.groups[group][0]
+    info: dict = {"run": run, "split": split, "items": [], "notes": []}
+    pred = data.predictions(run, split)
+    if pred is None or not pred["ids"]:
+        info["notes"].append(f"no predictions of {run} on {split}: nothing to show")
+        return info
+    tasks = data.tasks_of(run)
+    primary = next((t for t in tasks.values() if t.role == "primary"), next(iter(tasks.values())))
+    info["task"] = primary.name
+    manifest = data.manifest
+    rows = {r["id"]: r for r in manifest.rows} if manifest is not None else {}
+    if manifest is None:
+        info["notes"].append(f"manifest {data.manifest_path} not found: frames are not shown")
+    stl = {}
+    for name in tasks:
+        g = data.stl_group_for(name)
+        if g and g != group:
+            p = data.predictions(data.groups[g][0], split)
+            if p is not None:
+                stl[name] = (data.groups[g][0], p, {i: k for k, i in enumerate(p["ids"])})
+    info["stl_runs"] = {name: v[0] for name, v in stl.items()}
+
+    model = cfg = None
+    saliency_note = None
+    try:
+        from ..evaluate import load_run
+
+        model, _, cfg = load_run(data.run_dir(run))
+    except DataError as e:
+        saliency_note = f"no saliency: {e}"
+    if cfg is not None and cfg.data.stream != "rgb":
+        saliency_note = f"no saliency: the run reads the '{cfg.data.stream}' stream, not RGB video"
+        model = None
+    if model is not None and last_map_tap(model) is None:
+        saliency_note = "no saliency: the encoder has no space-time feature map"
+        model = None
+    if saliency_note:
+        info["notes"].append(saliency_note)
+
+    for k in choose_clips(pred, primary, rows, n_clips):
+        clip_id = pred["ids"][k]
+        row = rows.get(clip_id, {})
+        item = {
+            "id": clip_id,
+            "meta": {c: row[c] for c in ("split", "domain", "view", "subject", "group") if row.get(c)},
+            "tasks": [],
+            "image": None,
+            "note": "",
+        }
+        for name, task in tasks.items():
+            truth, guess, ok = describe(task, pred, name, k)
+            entry = {"task": name, "role": task.role, "truth": truth, "pred": guess, "ok": ok, "stl": None}
+            if name in stl and clip_id in stl[name][2]:
+                entry["stl"], entry["stl_ok"] = describe(task, stl[name][1], name, stl[name][2][clip_id])[1:]
+            item["tasks"].append(entry)
+        if row and cfg is not None:
+            try:
+                frames, idx = model_input(manifest, row, frames=cfg.data.frames, size=cfg.data.size,
+                                          sampler=cfg.data.sampler, stride=cfg.data.stride)
+            except DataError as e:
+                item["note"] = f"frames not shown: {e}"
+            else:
+                cam, cls = (None, None)
+                if model is not None:
+                    cam, cls = grad_cam(model, frames, primary.name)
+                explained = primary.classes[cls] if cls is not None and primary.classes else "output"
+                item["explained"] = explained if cam is not None else None
+                name = f"clip_{_safe(clip_id)}.png"
+                render_clip(frames, idx, cam, out_dir / name, label=f"Grad-CAM: {primary.name} = {explained}")
+                item["image"] = name
+        info["items"].append(item)
+    return info
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def choose_clips(pred: dict, task: Task, rows: dict, n: int) -> list[int]:
+    """Indices into `pred` of up to `n` clips: round-robin over (domain, right/wrong) buckets."""
+    out, tgt, msk = pred["outputs"][task.name], pred["targets"][task.name], pred["masks"][task.name]
+    buckets: dict[tuple, list[int]] = defaultdict(list)
+    order = sorted(range(len(pred["ids"])), key=lambda k: pred["ids"][k])
+    for k in order:
+        valid = bool(np.asarray(msk[k]).reshape(-1)[0])
+        if task.kind == "classification" and valid:
+            right = int(np.argmax(out[k])) == int(tgt[k])
+        else:
+            right = None
+        buckets[(rows.get(pred["ids"][k], {}).get("domain", ""), right is not True, right is None)].append(k)
+    keys = sorted(buckets)
+    chosen: list[int] = []
+    while len(chosen) < min(n, len(order)):
+        for key in keys:
+            if buckets[key] and len(chosen) < n:
+                chosen.append(buckets[key].pop(0))
+    return chosen
+
+
+def describe(task: Task, pred: dict, name: str, k: int) -> tuple[str, str, bool | None]:
+    """(truth, prediction, correct) of task `name` for clip `k`, as text."""
+    out, tgt = pred["outputs"][name][k], pred["targets"][name][k]
+    mask = np.asarray(pred["masks"][name][k]).reshape(-1)
+    labelled = bool(mask.any())
+    if task.kind == "classification":
+        z = out.astype(np.float64)
+        prob = np.exp(z - z.max())
+        prob /= prob.sum()
+        c = int(np.argmax(z))
+        guess = f"{task.classes[c]} ({prob[c]:.0%})"
+        if not labelled:
+            return "(no label)", guess, None
+        return task.classes[int(tgt)], guess, c == int(tgt)
+    if task.kind == "multilabel":
+        on = [task.classes[i] for i in np.flatnonzero(out > 0)]
+        truth = [task.classes[i] for i in np.flatnonzero(tgt > 0.5)]
+        guess = ", ".join(on) or "(none)"
+        if not labelled:
+            return "(no label)", guess, None
+        return ", ".join(truth) or "(none)", guess, set(on) == set(truth)
+    values = np.asarray(out, dtype=float).reshape(-1)
+    guess = ", ".join(f"{v:.3g}" for v in values)
+    if not labelled:
+        return "(no label)", guess, None
+    truth = np.asarray(tgt, dtype=float).reshape(-1)
+    err = float(np.mean(np.abs(values - truth)))
+    return ", ".join(f"{v:.3g}" for v in truth), f"{guess} (error {err:.3g})", None
+
+
+def model_input(manifest, row: dict, *, frames: int, size: int, sampler: str, stride: int):
+    """The clip as the evaluation dataset feeds it: uint8 [3, T, size, size] and the sampled frame indices."""
+    start = float(row["start"]) if row.get("start") else None
+    end = float(row["end"]) if row.get("end") else None
+    video = read_video(manifest.resolve(row["path"]), start, end)
+    idx = sample_indices(len(video), frames, mode=sampler, stride=stride)
+    clip = torch.from_numpy(np.ascontiguousarray(video[idx]))  # [T, H, W, 3]
+    if clip.shape[1] != size or clip.shape[2] != size:
+        return resize_clip(clip.numpy(), size), idx
+    return clip.permute(3, 0, 1, 2).contiguous(), idx
+
+
+def render_clip(clip: torch.Tensor, idx: np.ndarray, cam: np.ndarray | None, path: Path, *, label: str) -> None:
+    """Frame strip (top) and Grad-CAM overlay (bottom) of up to MAX_FRAMES evenly spaced frames."""
+    t = clip.shape[1]
+    show = np.unique(np.linspace(0, t - 1, min(t, MAX_FRAMES)).round().astype(int))
+    frames = clip.permute(1, 2, 3, 0).numpy()  # [T, H, W, 3]
+    rows = 1 if cam is None else 2
+    fig = Figure(figsize=(1.15 * len(show) + 0.5, 1.2 * rows + 0.35), layout="constrained")
+    axes = fig.subplots(rows, len(show), squeeze=False)
+    for j, f in enumerate(show):
+        axes[0, j].imshow(frames[f], interpolation="nearest")
+        axes[0, j].set_title(f"frame {int(idx[f])}", fontsize=7)
+        if cam is not None:
+            axes[1, j].imshow(frames[f], interpolation="nearest")
+            axes[1, j].imshow(cam[f], cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("input", fontsize=7)
+    if cam is not None:
+        axes[1, 0].set_ylabel("Grad-CAM", fontsize=7)
+        fig.suptitle(label, fontsize=8)
+    fig.savefig(path, dpi=110)
