@@ -48,10 +48,11 @@ def test_permuting_tasks_permutes_the_weights(seed, k, extra):
 @given(seed=st.integers(0, 10_000), k=st.integers(2, 5), d=st.integers(2, 8))
 def test_mgda_and_upgrad_never_increase_a_loss_to_first_order(seed, k, d):
     j = matrix(seed, k, d)
-    for fn in (aggregators.mgda, aggregators.upgrad):
+    scale = float(j.norm(dim=1).max()) ** 2
+    # g_t . d >= 0 for every task t, up to the solver's tolerance (Frank-Wolfe for MGDA, exact for UPGrad)
+    for fn, tol in ((aggregators.mgda, 1e-2), (aggregators.upgrad, 1e-9)):
         direction = fn(j @ j.T) @ j
-        # g_t . d >= 0 for every task t (up to the solver's tolerance)
-        assert (j @ direction >= -1e-3 * float(j.norm(dim=1).max() * direction.norm()) - 1e-9).all()
+        assert (j @ direction >= -tol * scale).all(), fn.__name__
 
 
 @fast
@@ -197,7 +198,9 @@ def test_absent_task_gets_zero_weight_and_does_not_touch_statistics(name, args):
     results = []
     for garbage in (1e3, 1e-3):
         model = Tiny(3)
-        b = build_balancer(name, names, {}, {**args, **({"diagnostics_every": 1} if name in GRADIENT else {})})
+        b = build_balancer(
+            name, names, {}, {**args, **({"diagnostics_every": 1} if name in GRADIENT else {})}
+        )
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
         history = []
         for step in range(6):
@@ -220,7 +223,8 @@ def test_absent_task_gets_zero_weight_and_does_not_touch_statistics(name, args):
     assert repr(s1) == repr(s2)
 
 
-@pytest.mark.parametrize("name", [n for n in BALANCERS if n not in ("rlw", "pcgrad")])
+# rlw and pcgrad are random; MGDA's weights are not unique when gradients coincide (any mix is min-norm)
+@pytest.mark.parametrize("name", [n for n in BALANCERS if n not in ("rlw", "pcgrad", "mgda")])
 def test_equal_losses_and_gradients_give_equal_weights(name):
     """Symmetric tasks: a deterministic method has no reason to prefer one (permutation invariance)."""
     model = Tiny(3)
@@ -307,7 +311,7 @@ def test_trainer_trains_and_logs_weights(squares, tmp_path, balancer):
 
 @pytest.mark.parametrize("balancer", [{"name": "dwa"}, {"name": "pcgrad"}])
 def test_resume_with_a_stateful_balancer_is_bitwise_identical(squares, tmp_path, balancer):
-    settings_ = {"steps": 6, "eval_every": 6, "checkpoint_every": 2}
+    settings_ = {"steps": 4, "eval_every": 4, "checkpoint_every": 2}
     whole = Trainer(cfg_of(squares, balancer, **settings_), tmp_path / "a")
     whole.fit(log=None)
 
@@ -315,7 +319,7 @@ def test_resume_with_a_stateful_balancer_is_bitwise_identical(squares, tmp_path,
         pass
 
     def kill(step):
-        if step == 5:  # after the checkpoint of step 4
+        if step == 3:  # after the checkpoint of step 2
             raise Killed
 
     with pytest.raises(Killed):

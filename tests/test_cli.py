@@ -51,3 +51,12 @@ def test_train_eval_predict_from_the_cli(tmp_path, capsys, squares):
     assert main(["predict", str(run), str(video), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out[0]["predictions"]["direction"][0][0] in ("left", "right")
+
+
+def test_data_inspect_and_cache_from_the_cli(tmp_path, capsys, squares):
+    assert main(["data", "inspect", str(squares), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] == 48 and any("is in splits" in str(i) for i in report["issues"])
+    assert main(["data", "cache", str(squares), "--out", str(tmp_path / "cache"), "--short-side", "16"]) == 0
+    assert "cached 48 videos" in capsys.readouterr().out
+    assert main(["data", "convert", "nosuchformat", str(tmp_path), "--out", str(tmp_path / "o")]) == 2

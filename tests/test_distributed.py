@@ -5,6 +5,7 @@ import sys
 
 import torch
 import yaml
+
 from conftest import square_config
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import moving_square, write_video
 
+from conftest import moving_square, write_video
+from mtlhar.config import TaskConfig
 from mtlhar.data import skeleton as sk
 from mtlhar.data.dataset import ClipDataset
 from mtlhar.data.formats import FORMATS, convert, read_kinetics, read_ntu, read_ucf101
@@ -31,7 +32,6 @@ from mtlhar.data.inspect import inspect_manifest, inspect_source, print_inspecti
 from mtlhar.data.label_map import load_label_map, merge
 from mtlhar.data.manifest import Manifest
 from mtlhar.errors import DataError
-from mtlhar.config import TaskConfig
 from mtlhar.tasks import Task, build_task
 
 
@@ -76,13 +76,12 @@ def make_ucf(root: Path, clip: bytes) -> None:
     classes = ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
     put(root / "ucfTrainTestlist/classInd.txt", "".join(f"{i} {c}\n" for i, c in enumerate(classes, 1)))
     train, test = [], []
-    for ci, c in enumerate(classes, 1):
+    for c in classes:
         file_cls = "HandStandPushups" if c == "HandstandPushups" else c  # the real lists' case quirk
         for g in (1, 2, 8):
             rel = f"{c}/v_{file_cls}_g{g:02d}_c01.avi"
             put(root / "UCF-101" / rel, clip)
             (test if g == 1 else train).append(rel)
-        train[-1:] = [train[-1]]
     put(
         root / "ucfTrainTestlist/trainlist01.txt",
         "".join(f"{r} {classes.index(r.split('/')[0]) + 1}\r\n" for r in train),
@@ -239,7 +238,7 @@ def test_ssv2_columns_and_coarse_mapping(tmp_path, clip_bytes):
     assert by_id["3"]["caption"] == "Holding potato next to vicks vaporub bottle"
     assert by_id["3"]["generic_caption"] == "holding something next to something"
     assert by_id["1"]["coarse"] == "put" and by_id["3"]["split"] == "val"
-    assert by_id["4"]["split"] == "test" and by_id["4"]["fine"] == "" if "fine" in by_id["4"] else True
+    assert by_id["4"]["split"] == "test" and by_id["4"].get("fine", "") == ""  # test videos: no labels
     assert t.label_spaces["fine"] == fine and t.label_spaces["coarse"] == ["put", "push", "hold"]
     assert ssv2_caption("A [x] b", []) is None
 

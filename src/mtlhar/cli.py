@@ -107,6 +107,39 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--codec", choices=["h264", "ffv1"], default="h264")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=1)
+    ins = dsub.add_parser(
+        "inspect",
+        help="counts, missing labels, duplicates, imbalance and unreadable files",
+        epilog="Example:\n  mtlhar data inspect /data/UCF101 --format ucf101 --option split=1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ins.add_argument("source", help="a manifest.csv (or its folder), or a dataset root with --format")
+    ins.add_argument("--format", default=None, help="dataset format (see `mtlhar info`); default: a manifest")
+    ins.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option")
+    ins.add_argument("--no-files", action="store_true", help="skip opening every file")
+    ins.add_argument("--json", action="store_true")
+    cv = dsub.add_parser(
+        "convert",
+        help="read a dataset in its native layout and write an mtlhar manifest",
+        epilog="Example:\n  mtlhar data convert ucf101 /data/UCF101 --out data/ucf101 --option split=1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cv.add_argument("format")
+    cv.add_argument("root")
+    cv.add_argument("--out", required=True)
+    cv.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option")
+    c = dsub.add_parser(
+        "cache",
+        help="decode every video once into a JPEG frame cache (resumable)",
+        epilog="Example:\n  mtlhar data cache data/synth/manifest.csv --out data/synth-cache --workers 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("manifest")
+    c.add_argument("--out", required=True)
+    c.add_argument("--short-side", type=int, default=128, help="resize so the short side is this (0: keep)")
+    c.add_argument("--fps", type=float, default=None, help="keep at most this many frames per second")
+    c.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    c.add_argument("--workers", type=int, default=1)
     return p
 
 
@@ -206,6 +239,40 @@ def _run(args) -> int:
         path = _write_report(args.dir, required=True)
         print(f"report: {path}")
         return 0
+    if args.command == "data" and args.data_command in ("inspect", "convert"):
+        options = _options(args.option)
+        if args.data_command == "convert":
+            from .data.formats import convert
+
+            path = convert(args.format, args.root, args.out, **options)
+            print(f"wrote {path}")
+            return 0
+        from .data.inspect import inspect_source, print_inspection
+
+        report = inspect_source(args.source, args.format, check_files=not args.no_files, **options)
+        if args.json:
+            print(json.dumps(report, indent=2, default=str))
+        else:
+            print_inspection(report)
+        return 0
+    if args.command == "data" and args.data_command == "cache":
+        from .data.frame_cache import build_cache
+
+        res = build_cache(
+            args.manifest,
+            args.out,
+            short_side=args.short_side or None,
+            fps=args.fps,
+            quality=args.quality,
+            workers=args.workers,
+        )
+        print(
+            f"cached {res['videos']} videos in {args.out} ({res['bytes'] / 2**20:.1f} MiB); "
+            f"use it with --set data.frame_cache={args.out}"
+        )
+        for f in res["failed"]:
+            print(f"  skipped {f['path']}: {f['reason']}")
+        return 0
     if args.command == "data" and args.data_command == "synth":
         from .data import synth
 
@@ -226,6 +293,19 @@ def _run(args) -> int:
         print(f"wrote {path} ({sum(1 for _ in open(path)) - 1} clips); see {Path(args.out) / 'README.md'}")
         return 0
     raise AssertionError(args.command)
+
+
+def _options(items: list[str]) -> dict:
+    """--option key=value pairs, values parsed as YAML scalars (numbers, booleans, strings)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise MtlharError(f"--option expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value) if value else ""
+    return out
 
 
 def _write_report(folder, required: bool = False):

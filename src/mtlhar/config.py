@@ -56,6 +56,9 @@ class DataConfig:
     stride: int = 1
     num_workers: int = 0
     cache: bool = True
+    frame_cache: str | None = (
+        None  # a folder built by `mtlhar data cache` (JPEG frames; read instead of decoding)
+    )
     max_bad_fraction: float = 0.05
 
 

@@ -196,6 +196,7 @@ def evaluate_run(
         train=False,
         seed=cfg.train.seed,
         cache=False,
+        frame_cache=d.frame_cache,
     )
     res = evaluate_model(
         model, ds, present, device=device, batch_size=batch_size, with_confusion=True, keep_predictions=True

@@ -15,7 +15,14 @@ DATASET_FORMATS = {
     "synth": "the embedded synthetic action world (`mtlhar data synth`, or data.synth in a config)",
 }
 
-PLANNED = "caption, dense decoding, pose, contrastive, distillation task kinds; gradient balancers; real dataset readers"
+
+def dataset_formats() -> dict[str, str]:
+    from .data.formats import FORMATS
+
+    return {**DATASET_FORMATS, **{k: v[1] for k, v in FORMATS.items()}}
+
+
+PLANNED = "caption, dense decoding, pose, contrastive, distillation task kinds; pretrained I3D; ONNX export"
 
 
 def info() -> dict:
@@ -33,6 +40,7 @@ def info() -> dict:
             "hierarchy_consistency": "KL between the coarse head and fine probabilities summed per group"
         },
         "input_streams": dict(STREAMS),
-        "dataset_formats": dict(DATASET_FORMATS),
+        "dataset_formats": dataset_formats(),
+        "frame_cache": "JPEG frames in shards with an index (`mtlhar data cache`; data.frame_cache in a config)",
         "not_yet": PLANNED,
     }

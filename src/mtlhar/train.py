@@ -97,7 +97,8 @@ def make_dataset(cfg: RunConfig, manifest: Manifest, tasks, split: str, *, train
         stride=d.stride,
         train=train,
         seed=cfg.train.seed,
-        cache=d.cache,
+        cache=d.cache and d.frame_cache is None,
+        frame_cache=d.frame_cache,
     )
 
 

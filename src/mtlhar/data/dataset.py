@@ -79,6 +79,7 @@ class ClipDataset(Dataset):
         train: bool = False,
         seed: int = 0,
         cache: bool = False,
+        frame_cache: str | None = None,
     ):
         if stream not in STREAMS:
             raise DataError(f"unknown input stream {stream!r}; available: {sorted(STREAMS)}")
@@ -88,6 +89,11 @@ class ClipDataset(Dataset):
         self.indices = manifest.indices(split)
         self.epoch = 0
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.frame_cache = None
+        if frame_cache is not None:
+            from .frame_cache import FrameCache
+
+            self.frame_cache = FrameCache(frame_cache)
         for t in self.tasks:
             manifest.require_column(t.column, t.name)
         self.labels = [self._encode_row(i) for i in self.indices]
@@ -134,12 +140,25 @@ class ClipDataset(Dataset):
             size = float(z["size"]) if "size" in z.files else float(self.size)
         return (joints / size - 0.5).reshape(joints.shape[0], -1)
 
+    def _from_frame_cache(self, i: int, row: int, meta: dict, rng) -> dict:
+        """Read only the sampled frames (JPEG) from the frame cache instead of decoding the video."""
+        from .frame_cache import _key
+
+        key = _key(self.manifest.rows[row])
+        idx = sample_indices(
+            self.frame_cache.n_frames(key), self.frames, mode=self.sampler, stride=self.stride, rng=rng
+        )
+        frames = self.frame_cache.read(key, idx.tolist())
+        return _sample_dict({self.stream: resize_clip(frames, self.size)}, self.labels[i], meta)
+
     def __getitem__(self, i: int) -> dict:
         row = self.indices[i]
         meta = {"id": self.manifest.rows[row]["id"], "row": row}
         try:
-            data = self._read(row)
             rng = np.random.default_rng([self.seed, self.epoch, row]) if self.train else None
+            if self.frame_cache is not None and self.stream == "rgb":
+                return self._from_frame_cache(i, row, meta, rng)
+            data = self._read(row)
             idx = sample_indices(len(data), self.frames, mode=self.sampler, stride=self.stride, rng=rng)
             if self.stream == "rgb":
                 x = torch.from_numpy(np.ascontiguousarray(data[idx])).permute(3, 0, 1, 2).contiguous()
@@ -147,13 +166,16 @@ class ClipDataset(Dataset):
                 x = torch.from_numpy(np.ascontiguousarray(data[idx]))
         except DataError as e:
             return {"bad": {**meta, "path": self.manifest.rows[row].get("path", ""), "reason": str(e)}}
-        labels = self.labels[i]
-        return {
-            "inputs": {self.stream: x},
-            "targets": {k: v[0] for k, v in labels.items()},
-            "mask": {k: v[1] for k, v in labels.items()},
-            "meta": meta,
-        }
+        return _sample_dict({self.stream: x}, self.labels[i], meta)
+
+
+def _sample_dict(x, labels, meta) -> dict:
+    return {
+        "inputs": x,
+        "targets": {k: v[0] for k, v in labels.items()},
+        "mask": {k: v[1] for k, v in labels.items()},
+        "meta": meta,
+    }
 
 
 def collate(samples: list[dict]) -> dict:

@@ -79,11 +79,21 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
         "dataset": data.results.get("dataset", {}),
         "wall_time_s": data.results.get("wall_time_s"),
         "groups": [
-            {"name": g, "kind": "STL" if g in data.stl_groups else "MTL", "colour": data.colours[g], "runs": runs}
+            {
+                "name": g,
+                "kind": "STL" if g in data.stl_groups else "MTL",
+                "colour": data.colours[g],
+                "runs": runs,
+            }
             for g, runs in data.groups.items()
         ],
         "tasks": [
-            {"name": n, "role": data.role(n), "metric": data.main_metric(n), "kind": t.get("kind", "classification")}
+            {
+                "name": n,
+                "role": data.role(n),
+                "metric": data.main_metric(n),
+                "kind": t.get("kind", "classification"),
+            }
             for n, t in data.task_cfgs.items()
         ],
         "verdicts": tables.verdicts(data),
@@ -188,4 +198,3 @@ def _pval(value) -> str:
         return "—"
     v = float(value)
     return f"{v:.2e}" if v < 1e-3 else f"{v:.4f}"
-

@@ -14,7 +14,6 @@ from matplotlib.figure import Figure
 from .study import StudyData, higher_is_better, is_stl
 
 DPI = 110
-plt_rc = {"font.size": 9}
 
 
 def _save(fig: Figure, path: Path) -> str:
@@ -50,7 +49,15 @@ def bar_chart(data: StudyData, split: str, path: Path) -> str | None:
         x = np.arange(len(groups))
         ax.bar(x, means, color=[data.colours[g] for g in groups], yerr=yerr, capsize=4, width=0.65)
         for xi, m in zip(x, means):
-            ax.annotate(f"{m:.3f}", (xi, m), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
+            ax.annotate(
+                f"{m:.3f}",
+                (xi, m),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
         metric = data.main_metric(task)
         ax.set_xticks(x, [("STL" if is_stl(g) else g) for g in groups], rotation=20 if len(groups) > 2 else 0)
         ax.set_ylabel(f"{metric} ({'higher' if higher_is_better(metric) else 'lower'} is better)")
@@ -109,7 +116,9 @@ def learning_curves(data: StudyData, task: str, path: Path) -> str | None:
             s, m, lo, hi = _seed_mean([a for a, _ in loss], [b for _, b in loss])
             ax_loss.plot(s, _smooth(m, window), color=data.colours[g], label=_label(g), lw=1.5)
             if len(loss) > 1:
-                ax_loss.fill_between(s, _smooth(lo, window), _smooth(hi, window), color=data.colours[g], alpha=0.15, lw=0)
+                ax_loss.fill_between(
+                    s, _smooth(lo, window), _smooth(hi, window), color=data.colours[g], alpha=0.15, lw=0
+                )
             drawn = True
         val = [(c.val_steps, c.val[task][metric]) for c in curves if metric in c.val.get(task, {})]
         if val:
@@ -120,7 +129,9 @@ def learning_curves(data: StudyData, task: str, path: Path) -> str | None:
             drawn = True
     if not drawn:
         return None
-    ax_loss.set_title(f"{task}: training loss" + (f" (moving mean over {window} steps)" if window > 1 else ""), fontsize=10)
+    ax_loss.set_title(
+        f"{task}: training loss" + (f" (moving mean over {window} steps)" if window > 1 else ""), fontsize=10
+    )
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("loss")
     ax_val.set_title(f"{task}: validation {metric}", fontsize=10)
@@ -166,10 +177,17 @@ def _task_colours(tasks: list[str]) -> dict[str, str]:
 
 
 # -------------------------------------------------------------------------------------------------
-def _heatmap(ax, matrix: np.ndarray, rows: list[str], cols: list[str], *, cmap, vmin, vmax, fmt: str, annotate: bool):
+def _heatmap(
+    ax, matrix: np.ndarray, rows: list[str], cols: list[str], *, cmap, vmin, vmax, fmt: str, annotate: bool
+):
     im = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
     small = max(len(rows), len(cols)) > 12
-    ax.set_xticks(range(len(cols)), cols, rotation=90 if max(map(len, cols), default=0) > 3 else 0, fontsize=6 if small else 8)
+    ax.set_xticks(
+        range(len(cols)),
+        cols,
+        rotation=90 if max(map(len, cols), default=0) > 3 else 0,
+        fontsize=6 if small else 8,
+    )
     ax.set_yticks(range(len(rows)), rows, fontsize=6 if small else 8)
     if annotate:
         mid = (vmin + vmax) / 2
@@ -234,7 +252,10 @@ def bands_figure(band: dict, path: Path) -> str:
         vals = [b["f1"][k] if b["f1"][k] is not None else np.nan for b in band["bands"]]
         x = np.arange(len(names)) + (k - (len(groups) - 1) / 2) * width
         ax.bar(x, vals, width=width, color=col, label=_label(g))
-    ax.set_xticks(range(len(names)), [f"{b['name']}\n({b['n_classes']} classes)" for b in band["bands"]])
+    ax.set_xticks(
+        range(len(names)),
+        [f"{b['name']}\n({b['n_classes']} class{'es' if b['n_classes'] != 1 else ''})" for b in band["bands"]],
+    )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("macro-F1 of the band")
     ax.set_title(f"{band['task']}: macro-F1 by training-frequency band", fontsize=10)
@@ -244,8 +265,8 @@ def bands_figure(band: dict, path: Path) -> str:
     for g, col in zip(groups, colours):
         if g in band["per_class"]:
             ax2.scatter(freq, band["per_class"][g], color=col, s=18, alpha=0.8, label=_label(g))
-    for q in (band["q1"], band["q2"]):
-        ax2.axvline(q, color="grey", ls="--", lw=0.8)
+    for q in (band["e1"], band["e2"]):
+        ax2.axvline(q + 0.5, color="grey", ls="--", lw=0.8)
     ax2.set_xlabel("training clips of the class")
     ax2.set_ylabel("per-class F1")
     ax2.set_ylim(-0.05, 1.05)

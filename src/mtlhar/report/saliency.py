@@ -19,7 +19,9 @@ def last_map_tap(model) -> str | None:
     return maps[-1] if maps else None
 
 
-def grad_cam(model, clip: torch.Tensor, task: str, *, tap: str | None = None) -> tuple[np.ndarray, int | None]:
+def grad_cam(
+    model, clip: torch.Tensor, task: str, *, tap: str | None = None
+) -> tuple[np.ndarray, int | None]:
     """Grad-CAM of `task` for one clip.
 
     clip: the model's input for its stream, one sample (e.g. uint8 [3, T, H, W]). Returns the map

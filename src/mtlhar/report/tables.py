@@ -45,7 +45,7 @@ def verdicts(data: StudyData) -> list[dict]:
             if better and not worse:
                 answer, tone = "Yes", "good"
             elif worse and not better:
-                answer, tone = "No: multi-task training is worse", "bad"
+                answer, tone = "No: it hurts", "bad"
             elif better and worse:
                 answer, tone = "Mixed", "mixed"
             else:
@@ -245,15 +245,13 @@ def frequency_bands(data: StudyData, *, train_split: str = "train") -> list[dict
         counts = Counter(r.get(task.column, "") for r in train_rows)
         freq = np.array([counts.get(c, 0) for c in task.classes], dtype=float)
         q1, q2 = (float(x) for x in np.quantile(freq, [1 / 3, 2 / 3]))
-        band_of = np.where(freq > q2, 0, np.where(freq > q1, 1, 2))
+        # counts are whole numbers: n <= q  <=>  n <= floor(q), so the edges are stated as integers
+        e1, e2 = int(np.floor(q1)), int(np.floor(q2))
+        band_of = np.where(freq > e2, 0, np.where(freq > e1, 1, 2))
         bands = [
-            {"name": "head", "edges": f"> {q2:g} clips", "members": np.flatnonzero(band_of == 0)},
-            {
-                "name": "middle",
-                "edges": f"{q1:g} < n ≤ {q2:g} clips",
-                "members": np.flatnonzero(band_of == 1),
-            },
-            {"name": "tail", "edges": f"≤ {q1:g} clips", "members": np.flatnonzero(band_of == 2)},
+            {"name": "head", "edges": f"n > {e2}", "members": np.flatnonzero(band_of == 0)},
+            {"name": "middle", "edges": f"{e1} < n ≤ {e2}" if e2 > e1 else "(empty: edges coincide)", "members": np.flatnonzero(band_of == 1)},
+            {"name": "tail", "edges": f"n ≤ {e1}", "members": np.flatnonzero(band_of == 2)},
         ]
         f1 = {}
         for g in groups:
@@ -288,6 +286,8 @@ def frequency_bands(data: StudyData, *, train_split: str = "train") -> list[dict
                 "bands": bands,
                 "q1": q1,
                 "q2": q2,
+                "e1": e1,
+                "e2": e2,
                 "n_train": int(freq.sum()),
                 "all_equal": bool(freq.min() == freq.max()),
                 "freq": freq.tolist(),

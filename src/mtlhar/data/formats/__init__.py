@@ -68,6 +68,23 @@ def convert(format: str, root: str | Path, out: str | Path, **options) -> Path:
     return read(format, root, out=out, **options).write(out)
 
 
-__all__ = ["FORMATS", "Table", "convert", "get_reader", "make_table", "read"] + [
-    name for name in dir() if name.startswith("read_")
+__all__ = [
+    "FORMATS",
+    "Table",
+    "convert",
+    "get_reader",
+    "make_table",
+    "read",
+    "read_basicmotions",
+    "read_charades",
+    "read_epic_kitchens",
+    "read_features",
+    "read_folder",
+    "read_hmdb51",
+    "read_kinetics",
+    "read_ntu",
+    "read_realworld_har",
+    "read_ssv2",
+    "read_timeseries",
+    "read_ucf101",
 ]

@@ -92,9 +92,14 @@ def _discover(root: Path) -> dict[tuple[str, str, str, str], dict[str, tuple[str
                         sdir.name.lower(),
                         Path(n).name,
                         f"{entry}/{n}",
-                        lambda entry=entry, n=n: zipfile.ZipFile(entry).read(n).decode(),
+                        lambda entry=entry, n=n: _read_member(entry, n),
                     )
     return recs
+
+
+def _read_member(archive: Path, name: str) -> str:
+    with zipfile.ZipFile(archive) as z:
+        return z.read(name).decode("utf-8-sig")
 
 
 def _load_sensor(display: str, text: str, nan: str) -> tuple[np.ndarray, np.ndarray]:
