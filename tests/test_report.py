@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import square_config
+from conftest import make_square_dataset, square_config
 from mtlhar.errors import DataError
-from mtlhar.report import build_report
-from mtlhar.report import tables
+from mtlhar.report import build_report, tables
 from mtlhar.report.study import StudyData
 from mtlhar.study import StudySpec, run_study
 
@@ -23,9 +23,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="session")
-def study(squares, tmp_path_factory) -> Path:
+def study(tmp_path_factory) -> Path:
     """A tiny study: STL baseline + one MTL variant (affinity measured), 2 seeds, 2 test splits."""
-    cfg = square_config(squares, steps=6, eval_every=3, checkpoint_every=3)
+    squares = make_square_dataset(tmp_path_factory.mktemp("squares36"), n=36)  # 24 train, 6 val, 6 test
+    cfg = square_config(squares, steps=4, eval_every=2, checkpoint_every=2)
     tasks = cfg.pop("tasks")
     spec = StudySpec(
         name="tiny",
@@ -33,7 +34,7 @@ def study(squares, tmp_path_factory) -> Path:
         tasks=tasks,
         seeds=2,
         test_splits=["test", "val"],
-        variants=[{"name": "mtl_equal", "balancer": {"name": "equal"}, "train": {"affinity_every": 3}}],
+        variants=[{"name": "mtl_equal", "balancer": {"name": "equal"}, "train": {"affinity_every": 2}}],
     )
     out = tmp_path_factory.mktemp("study")
     run_study(spec, out, log=lambda *_: None)
@@ -103,7 +104,7 @@ def test_page_answers_the_question_and_shows_every_section(report, study):
     html = report.read_text(encoding="utf-8")
     results = json.loads((study / "results.json").read_text())
     assert "Does MTL help here?" in html and "p_holm" in html
-    assert results["delta_m_convention"] in html
+    assert results["delta_m_convention"] in unescape(html)
     for d in results["delta_m_summary"]:
         assert f"{d['mean']:+.2f}" in html
     # one bar chart per test split, learning curves per task, confusion of STL and MTL, affinity heatmap
@@ -144,9 +145,33 @@ def test_grad_cam_covers_the_clip_and_is_normalised(study):
 
 def test_verdicts_follow_the_holm_corrected_tests(tmp_path):
     tests = [
-        {"run": "mtl", "task": "a", "split": "test", "metric": "top1", "mean_diff": 0.1, "p": 0.001, "p_holm": 0.002},
-        {"run": "mtl", "task": "b", "split": "test", "metric": "mae", "mean_diff": 0.2, "p": 0.01, "p_holm": 0.02},
-        {"run": "mtl", "task": "c", "split": "test", "metric": "top1", "mean_diff": 0.3, "p": 0.2, "p_holm": 0.4},
+        {
+            "run": "mtl",
+            "task": "a",
+            "split": "test",
+            "metric": "top1",
+            "mean_diff": 0.1,
+            "p": 0.001,
+            "p_holm": 0.002,
+        },
+        {
+            "run": "mtl",
+            "task": "b",
+            "split": "test",
+            "metric": "mae",
+            "mean_diff": 0.2,
+            "p": 0.01,
+            "p_holm": 0.02,
+        },
+        {
+            "run": "mtl",
+            "task": "c",
+            "split": "test",
+            "metric": "top1",
+            "mean_diff": 0.3,
+            "p": 0.2,
+            "p_holm": 0.4,
+        },
     ]
     results = {
         "study": "s",
@@ -199,10 +224,14 @@ def _chromium(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+@pytest.mark.skipif(
+    not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+)
 def test_page_renders_in_headless_chromium_without_errors(report, tmp_path):
     url = report.resolve().as_uri()
-    res = _chromium("--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--dump-dom", url, tmp_path=tmp_path)
+    res = _chromium(
+        "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--dump-dom", url, tmp_path=tmp_path
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     dom = _Check()
     dom.feed(res.stdout)

@@ -49,6 +49,7 @@ class DataConfig:
     stream: str = "rgb"
     frames: int = 8
     size: int = 64
+    short_side: int | None = None  # resize the short side to this, then crop `size` (None: to `size`)
     train_split: str = "train"
     val_split: str = "val"
     test_splits: list[str] = field(default_factory=lambda: ["test"])

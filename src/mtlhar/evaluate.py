@@ -197,6 +197,7 @@ def evaluate_run(
         seed=cfg.train.seed,
         cache=False,
         frame_cache=d.frame_cache,
+        short_side=d.short_side,
     )
     res = evaluate_model(
         model, ds, present, device=device, batch_size=batch_size, with_confusion=True, keep_predictions=True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .data.dataset import resize_clip
@@ -38,7 +37,7 @@ def predict_path(run_dir: str | Path, input_path: str | Path, *, top: int = 3) -
     for f in _files(Path(input_path)):
         clip = read_video(f)
         idx = sample_indices(len(clip), cfg.data.frames, mode=cfg.data.sampler, stride=cfg.data.stride)
-        x = resize_clip(np.ascontiguousarray(clip[idx]), cfg.data.size).unsqueeze(0)
+        x = resize_clip(clip[idx], cfg.data.size, short_side=cfg.data.short_side).unsqueeze(0)
         out = model({cfg.data.stream: x}, mode="eval")
         preds = {t.name: t.spec.decode(t, out.heads[t.name].output, k=top)[0] for t in tasks}
         results.append({"file": str(f), "frames_decoded": int(len(clip)), "predictions": preds})

@@ -92,6 +92,8 @@ def representation_quality(
             train=train,
             seed=seed,
             cache=False,
+            frame_cache=d.frame_cache,
+            short_side=d.short_side,
         )
 
     view_a = embed(model, ds(test_split, False), device=device)[0]

@@ -99,6 +99,7 @@ def make_dataset(cfg: RunConfig, manifest: Manifest, tasks, split: str, *, train
         seed=cfg.train.seed,
         cache=d.cache and d.frame_cache is None,
         frame_cache=d.frame_cache,
+        short_side=d.short_side,
     )
 
 

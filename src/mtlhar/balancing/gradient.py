@@ -180,9 +180,11 @@ class CAGrad(GradientBalancer):
 
     def __init__(self, tasks, weights=None, *, c: float = 0.5, rescale: int = 1, **kw):
         super().__init__(tasks, weights, **kw)
-        if c < 0 or rescale not in (0, 1, 2):
+        if not 0 <= c < 1 or rescale not in (0, 1, 2):
+            # c < 1 is the paper's range (it converges to a stationary point of the mean loss); with c >= 1
+            # the ball contains 0 and, when 0 is in the hull of the task gradients, the dual is degenerate.
             raise ConfigError(
-                f"balancer.args: CAGrad needs c >= 0 and rescale in 0, 1, 2; got {c}, {rescale}"
+                f"balancer.args: CAGrad needs 0 <= c < 1 and rescale in 0, 1, 2; got c={c}, rescale={rescale}"
             )
         self.c, self.rescale = float(c), int(rescale)
 

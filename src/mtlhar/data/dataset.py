@@ -28,20 +28,43 @@ STREAMS = {
 }
 
 
-def resize_clip(clip: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 [T, H, W, 3] -> uint8 [3, T, size, size]: short side to `size`, then a centre crop."""
-    x = torch.from_numpy(clip).permute(3, 0, 1, 2)  # [3, T, H, W]
+def resize_clip(
+    clip: np.ndarray, size: int, *, short_side: int | None = None, rng: np.random.Generator | None = None
+) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> uint8 [3, T, size, size].
+
+    The short side is resized to `short_side` (default `size`) unless it already has that length, then a
+    `size` x `size` crop is taken: centred, or at a random position drawn from `rng` (training). With a
+    frame cache built at short side 128 and `size` 112 this is the usual "128, crop 112" recipe with no
+    resampling at all in the loader.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2)  # [3, T, H, W]
+    target = short_side or size
     _, _, h, w = x.shape
-    if (h, w) == (size, size):
-        return x.contiguous()
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    if min(h, w) != target:
+        scale = target / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        y = F.interpolate(
+            x.float().transpose(0, 1), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
+        )
+        x = y.round().clamp(0, 255).to(torch.uint8).transpose(0, 1)
+        h, w = nh, nw
+    if rng is None:
+        top, left = (h - size) // 2, (w - size) // 2
+    else:
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return x[:, :, top : top + size, left : left + size].contiguous()
+
+
+def _resize_short_side(clip: np.ndarray, short: int) -> np.ndarray:
+    """uint8 [T, H, W, 3] with its short side resized to `short` (aspect ratio kept)."""
+    x = torch.from_numpy(clip).permute(0, 3, 1, 2).float()
+    h, w = x.shape[-2:]
+    scale = short / min(h, w)
     y = F.interpolate(
-        x.float().transpose(0, 1), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
+        x, size=(round(h * scale), round(w * scale)), mode="bilinear", antialias=True, align_corners=False
     )
-    top, left = (nh - size) // 2, (nw - size) // 2
-    y = y[:, :, top : top + size, left : left + size].transpose(0, 1)
-    return y.round().clamp(0, 255).to(torch.uint8).contiguous()
+    return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _load_array(path) -> np.ndarray:
@@ -80,11 +103,12 @@ class ClipDataset(Dataset):
         seed: int = 0,
         cache: bool = False,
         frame_cache: str | None = None,
+        short_side: int | None = None,
     ):
         if stream not in STREAMS:
             raise DataError(f"unknown input stream {stream!r}; available: {sorted(STREAMS)}")
         self.manifest, self.tasks, self.split = manifest, list(tasks), split
-        self.stream, self.frames, self.size = stream, frames, size
+        self.stream, self.frames, self.size, self.short_side = stream, frames, size, short_side
         self.sampler, self.stride, self.train, self.seed = sampler, stride, train, seed
         self.indices = manifest.indices(split)
         self.epoch = 0
@@ -121,8 +145,11 @@ class ClipDataset(Dataset):
             start = float(cells["start"]) if cells.get("start") else None
             end = float(cells["end"]) if cells.get("end") else None
             data = read_video(self.manifest.resolve(cells["path"]), start, end)
-            if data.shape[1] != self.size or data.shape[2] != self.size:
-                data = resize_clip(data, self.size).permute(1, 2, 3, 0).numpy()
+            if min(data.shape[1:3]) != (
+                self.short_side or self.size
+            ):  # resize once (cached), crop per sample
+                target = self.short_side or self.size
+                data = _resize_short_side(data, target)
         elif self.stream == "seq":
             data = _load_array(self.manifest.resolve(cells["path"]))
         else:
@@ -149,7 +176,8 @@ class ClipDataset(Dataset):
             self.frame_cache.n_frames(key), self.frames, mode=self.sampler, stride=self.stride, rng=rng
         )
         frames = self.frame_cache.read(key, idx.tolist())
-        return _sample_dict({self.stream: resize_clip(frames, self.size)}, self.labels[i], meta)
+        clip = resize_clip(frames, self.size, short_side=self.short_side, rng=rng)
+        return _sample_dict({self.stream: clip}, self.labels[i], meta)
 
     def __getitem__(self, i: int) -> dict:
         row = self.indices[i]
@@ -161,7 +189,7 @@ class ClipDataset(Dataset):
             data = self._read(row)
             idx = sample_indices(len(data), self.frames, mode=self.sampler, stride=self.stride, rng=rng)
             if self.stream == "rgb":
-                x = torch.from_numpy(np.ascontiguousarray(data[idx])).permute(3, 0, 1, 2).contiguous()
+                x = resize_clip(data[idx], self.size, short_side=self.short_side or self.size, rng=rng)
             else:
                 x = torch.from_numpy(np.ascontiguousarray(data[idx]))
         except DataError as e:

@@ -254,7 +254,10 @@ def bands_figure(band: dict, path: Path) -> str:
         ax.bar(x, vals, width=width, color=col, label=_label(g))
     ax.set_xticks(
         range(len(names)),
-        [f"{b['name']}\n({b['n_classes']} class{'es' if b['n_classes'] != 1 else ''})" for b in band["bands"]],
+        [
+            f"{b['name']}\n({b['n_classes']} class{'es' if b['n_classes'] != 1 else ''})"
+            for b in band["bands"]
+        ],
     )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("macro-F1 of the band")

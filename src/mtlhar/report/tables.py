@@ -250,7 +250,11 @@ def frequency_bands(data: StudyData, *, train_split: str = "train") -> list[dict
         band_of = np.where(freq > e2, 0, np.where(freq > e1, 1, 2))
         bands = [
             {"name": "head", "edges": f"n > {e2}", "members": np.flatnonzero(band_of == 0)},
-            {"name": "middle", "edges": f"{e1} < n ≤ {e2}" if e2 > e1 else "(empty: edges coincide)", "members": np.flatnonzero(band_of == 1)},
+            {
+                "name": "middle",
+                "edges": f"{e1} < n ≤ {e2}" if e2 > e1 else "(empty: edges coincide)",
+                "members": np.flatnonzero(band_of == 1),
+            },
             {"name": "tail", "edges": f"n ≤ {e1}", "members": np.flatnonzero(band_of == 2)},
         ]
         f1 = {}
@@ -323,7 +327,7 @@ def compute_rows(data: StudyData) -> list[dict]:
 
 def provenance_rows(data: StudyData) -> list[dict]:
     rows = []
-    for group, runs in data.groups.items():
+    for runs in data.groups.values():
         for run in runs:
             p = data.results.get("provenance", {}).get(run, {})
             gen = p.get("generator_version")

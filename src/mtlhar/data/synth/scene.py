@@ -12,9 +12,9 @@ import numpy as np
 
 from . import raster
 from .actions import action_object_rule, action_params, cycles_range
-from .background import background, vignette
+from .background import background
+from .compose import compose
 from .flow import CAPSULE, SIMILAR, compute_flow
-from .raster import SHADES
 from .skeleton import JOINTS, P, facing, forward_kinematics, neutral_vector
 from .subjects import TEMPO_FACTOR, Subject
 
@@ -102,16 +102,6 @@ class Rendered:
 
     def flow(self) -> np.ndarray:
         return compute_flow(self.label, self.kind, self.anchors, self.radius)
-
-
-def _noise_bits(sigma: float) -> tuple[int, bool]:
-    """Noise as uniform random bits per channel (optionally the sum of two draws): the (bits, twice)
-    whose standard deviation is closest to sigma; (0, False) for no noise."""
-    if sigma <= 0:
-        return 0, False
-    options = [(b, t) for b in range(1, 7) for t in (False, True)]
-    std = [(2**b) / np.sqrt(12) * (np.sqrt(2) if t else 1.0) for b, t in options]
-    return options[int(np.argmin(np.abs(np.log(np.array(std) / sigma))))]
 
 
 def _timing(rng: np.random.Generator, n: int, tempo: float) -> list[tuple[float, float]]:
@@ -236,6 +226,108 @@ def _object_track(
     raise ValueError(rule)
 
 
+@dataclass(frozen=True)
+class _Camera:
+    """Mild perspective camera: S pixels per body height at depth 0, ground contact row, shake."""
+
+    S: float
+    cx: float
+    ground: float
+    dist: float
+    height: float
+    shake: np.ndarray  # [T,2] integer pixel offsets of the whole image content
+
+    def project(self, p3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel positions [T,...,2] and pixels-per-unit scale [T,...] of world points [T,...,3]."""
+        f = self.dist / (self.dist - np.minimum(p3[..., 2], 0.6 * self.dist))
+        x = self.cx + self.S * f * p3[..., 0]
+        y = self.ground - self.S * self.height + self.S * f * (self.height - p3[..., 1])
+        shift = self.shake.reshape((len(self.shake),) + (1,) * (p3.ndim - 2) + (2,))
+        return np.stack([x, y], -1) + shift, self.S * f
+
+
+@dataclass
+class _Layers:
+    """Everything drawn so far: the canvas plus per-label colours and flow anchors."""
+
+    canvas: raster.Canvas
+    colours: np.ndarray  # [L,3]
+    kind: np.ndarray  # [L]
+    anchors: np.ndarray  # [L,T,2,2]
+    radius: np.ndarray  # [L,T,2]
+
+    @classmethod
+    def empty(cls, T: int, H: int, W: int, shake: np.ndarray) -> _Layers:
+        anchors = np.zeros((N_LABELS, T, 2, 2))
+        anchors[:, :, 0] = shake[None]  # unused labels and the background move with the camera
+        anchors[:, :, 1] = shake[None] + np.array([1.0, 0.0])
+        return cls(
+            raster.Canvas.empty(T, H, W),
+            np.zeros((N_LABELS, 3)),
+            np.full(N_LABELS, SIMILAR, np.uint8),
+            anchors,
+            np.ones((N_LABELS, T, 2)),
+        )
+
+    def similar(self, lab: int, centre: np.ndarray, size: np.ndarray) -> None:
+        """Record a translating/scaling layer (discs, rectangles)."""
+        self.anchors[lab, :, 0], self.anchors[lab, :, 1] = centre, centre + np.array([1.0, 0.0])
+        self.radius[lab] = size.reshape(len(centre), -1)
+
+
+def _draw_person(layers: _Layers, subj: Subject, cam: _Camera, j3: np.ndarray, fwd: np.ndarray) -> np.ndarray:
+    """Draw all body parts (z-buffered); returns the 2D joints [T,J,2]."""
+    j2, jf = cam.project(j3)
+    z = j3[..., 2]
+    body, radii = subj.body, subj.body.radii
+    ckeys = {
+        "shirt": subj.shirt,
+        "trousers": subj.trousers,
+        "skin": subj.skin,
+        "hair": subj.hair,
+        "shoes": subj.shoes,
+        "sleeve": subj.shirt if subj.long_sleeves else subj.skin,
+    }
+    up = np.array([0.0, 1.0, 0.0])
+    for lab, (name, pkind, ja, jb, rkey, ckey) in enumerate(PERSON_PARTS, start=1):
+        layers.colours[lab] = ckeys[ckey]
+        if pkind == "capsule":
+            a, b = j2[:, J[ja]], j2[:, J[jb]]
+            r = radii[rkey] * 0.5 * (jf[:, J[ja]] + jf[:, J[jb]])
+            # Limbs win depth ties against the torso they start from (arms hang in front of it).
+            bias = 0.0 if name.startswith(("torso", "pelvis", "neck")) else 0.02
+            raster.capsule(layers.canvas, a, b, r, z[:, J[ja]] + bias, z[:, J[jb]] + bias, lab)
+            layers.kind[lab], layers.anchors[lab, :, 0], layers.anchors[lab, :, 1] = CAPSULE, a, b
+            layers.radius[lab] = r[:, None]
+            continue
+        if name in ("hair", "face"):
+            # Two discs: the face sits towards where the body faces, the hair behind and above it.
+            hr = body.head_r
+            off = fwd * hr * 0.22 if name == "face" else -fwd * hr * 0.2 + up * hr * 0.2
+            c3 = j3[:, J["head"]] + off
+            rr = hr * (0.92 if name == "face" else 1.0)
+            zc = c3[:, 2] + (0.01 if name == "face" else 0.0)
+        else:  # hands
+            c3 = _hand(j3, name[0], radii["hand"] * 0.5)
+            rr, zc = radii["hand"], c3[:, 2] + 0.03
+        c2, f = cam.project(c3)
+        raster.disc(layers.canvas, c2, rr * f, zc, lab)
+        layers.similar(lab, c2, rr * f)
+    return j2
+
+
+def _draw_object(layers: _Layers, cam: _Camera, pos: np.ndarray, half: np.ndarray, kind: str, colour) -> None:
+    c2, f = cam.project(pos)
+    hpx = half[None] * f[:, None]
+    layers.colours[OBJ_LABEL] = colour
+    z = pos[:, 2] + 0.01
+    if kind == "ball":
+        raster.disc(layers.canvas, c2, hpx[:, 0], z, OBJ_LABEL)
+    else:
+        raster.rect(layers.canvas, c2, hpx, z, OBJ_LABEL, rim=0.12 if kind == "cup" else 0.0)
+    layers.similar(OBJ_LABEL, c2, hpx)
+
+
 def render_clip(spec: ClipSpec) -> Rendered:
     """Render one clip deterministically from (spec.seed, spec.index)."""
     rng = np.random.default_rng([spec.seed, spec.index, 1])
@@ -250,7 +342,7 @@ def render_clip(spec: ClipSpec) -> Rendered:
     fwd = facing(pose, view_yaw)
 
     # Object: used by an object action, or (half the time) lying idle on the floor.
-    obj_name, obj_pos, half, obj_kind = "", None, None, None
+    obj_name, obj_pos = "", None
     obj_k = next((k for k, a in enumerate(spec.actions) if action_object_rule(a)[0]), None)
     idle = obj_k is None and rng.random() < 0.5
     obj_kind = OBJECT_KINDS[int(rng.integers(len(OBJECT_KINDS)))]
@@ -266,147 +358,49 @@ def render_clip(spec: ClipSpec) -> Rendered:
         rest = np.array([side * rng.uniform(0.22, 0.4), half[1], rng.uniform(-0.15, 0.15)])
         obj_pos = np.tile(rest, (T, 1))
 
-    # Camera: figure height, position, ground row, mild perspective, shake.
+    # Camera: figure height, position, ground row, mild perspective, shake (low light only).
     S = rng.uniform(0.5, 0.72) * spec.subject.height * H
     cx = rng.uniform(0.3, 0.7) * W
     ground = rng.uniform(min(0.97 * H, S + 0.04 * H), 0.97 * H)
     dist, cam_y = rng.uniform(4.0, 6.0), rng.uniform(0.45, 0.65)
-    shake = np.zeros((T, 2))
-    m = 0
+    shake, m = np.zeros((T, 2)), 0
     if spec.domain == "lowlight":
         m = max(1, round(2 * H / 112))
-        steps = rng.integers(-1, 2, (T, 2))
-        shake = np.clip(np.cumsum(steps, axis=0), -m, m).astype(np.float64)
+        shake = np.clip(np.cumsum(rng.integers(-1, 2, (T, 2)), axis=0), -m, m).astype(np.float64)
+    cam = _Camera(S, cx, ground, dist, cam_y, shake)
 
-    def project(p3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        f = dist / (dist - np.minimum(p3[..., 2], 0.6 * dist))
-        x = cx + S * f * p3[..., 0]
-        y = ground - S * cam_y + S * f * (cam_y - p3[..., 1])
-        return np.stack([x, y], -1) + shake.reshape((T,) + (1,) * (p3.ndim - 2) + (2,)), S * f
-
-    j2, jf = project(j3)
-    z = j3[..., 2]
-    subj, body = spec.subject, spec.subject.body
-    canvas = raster.Canvas.empty(T, H, W)
-    kind = np.full(N_LABELS, SIMILAR, np.uint8)
-    anchors = np.zeros((N_LABELS, T, 2, 2))
-    radius = np.ones((N_LABELS, T, 2))
-    anchors[:, :, 0] = shake[None]
-    anchors[:, :, 1] = shake[None] + np.array([1.0, 0.0])
-    colours = np.zeros((N_LABELS, 3))
-    ckeys = {
-        "shirt": subj.shirt,
-        "trousers": subj.trousers,
-        "skin": subj.skin,
-        "hair": subj.hair,
-        "shoes": subj.shoes,
-        "sleeve": subj.shirt if subj.long_sleeves else subj.skin,
-    }
-    radii = body.radii
-    up = np.array([0.0, 1.0, 0.0])
-    for lab, (name, pkind, ja, jb, rkey, ckey) in enumerate(PERSON_PARTS, start=1):
-        colours[lab] = ckeys[ckey]
-        if pkind == "capsule":
-            a, b = j2[:, J[ja]], j2[:, J[jb]]
-            r = radii[rkey] * 0.5 * (jf[:, J[ja]] + jf[:, J[jb]])
-            bias = 0.0 if name.startswith(("torso", "pelvis", "neck")) else 0.02
-            raster.capsule(canvas, a, b, r, z[:, J[ja]] + bias, z[:, J[jb]] + bias, lab)
-            kind[lab], anchors[lab, :, 0], anchors[lab, :, 1] = CAPSULE, a, b
-            radius[lab] = r[:, None]
-            continue
-        if name in ("hair", "face"):
-            hr = body.head_r
-            off = fwd * hr * 0.22 if name == "face" else -fwd * hr * 0.2 + up * hr * 0.2
-            c3 = j3[:, J["head"]] + off
-            rr = hr * (0.92 if name == "face" else 1.0)
-            zc = c3[:, 2] + (0.01 if name == "face" else 0.0)
-        else:  # hands
-            c3 = _hand(j3, name[0], radii["hand"] * 0.5)
-            rr, zc = radii["hand"], c3[:, 2] + 0.03
-        c2, f = project(c3)
-        raster.disc(canvas, c2, rr * f, zc, lab)
-        anchors[lab, :, 0], anchors[lab, :, 1] = c2, c2 + np.array([1.0, 0.0])
-        radius[lab] = (rr * f)[:, None]
-
+    layers = _Layers.empty(T, H, W, shake)
+    j2 = _draw_person(layers, spec.subject, cam, j3, fwd)
     if obj_pos is not None:
-        c2, f = project(obj_pos)
-        hpx = np.array(half)[None] * f[:, None]
-        colours[OBJ_LABEL] = OBJECT_COLOURS[colour]
-        if obj_kind == "ball":
-            raster.disc(canvas, c2, hpx[:, 0], obj_pos[:, 2] + 0.01, OBJ_LABEL)
-        else:
-            raster.rect(
-                canvas, c2, hpx, obj_pos[:, 2] + 0.01, OBJ_LABEL, rim=0.12 if obj_kind == "cup" else 0.0
-            )
-        anchors[OBJ_LABEL, :, 0], radius[OBJ_LABEL] = c2, hpx
-        anchors[OBJ_LABEL, :, 1] = c2 + np.array([1.0, 0.0])
+        _draw_object(layers, cam, obj_pos, half, obj_kind, OBJECT_COLOURS[colour])
+    _extras(rng, spec, layers, cam)
 
-    _extras(rng, spec, canvas, colours, anchors, radius, shake, cx, ground, S)
-
-    # Compose: background, layers, lighting, noise.
+    # Backdrop (cropped per frame to follow the shake), then colours, lighting and noise.
     bg = background(rng, spec.domain, H + 2 * m, W + 2 * m, ground + m, S)
-    if m:
-        o = shake.astype(int)
-        bgf = np.stack([bg[m - o[i, 1] : m - o[i, 1] + H, m - o[i, 0] : m - o[i, 0] + W] for i in range(T)])
-    else:
-        bgf = bg[None]
-    lab = canvas.label
-    gain = rng.uniform(0.9, 1.1)
+    o = shake.astype(int)
+    bgf = np.stack([bg[m - y : m - y + H, m - x : m - x + W] for x, y in o]) if m else bg[None]
     sigma = DEFAULT_NOISE[spec.domain] if spec.noise is None else spec.noise
-    bits, twice = _noise_bits(sigma)
-    lo = (((1 << bits) - 1) * (2 if twice else 1)) // 2 if bits else 0
-    hi = ((1 << bits) - 1) * (2 if twice else 1) - lo if bits else 0
-    dark = spec.domain == "lowlight"
-    if dark:  # dimming happens per pixel below, so compose without the noise headroom first
-        lo = hi = 0
-    # Colours are clamped to [lo, 255 - hi] and shifted by -lo, so adding noise in [0, lo + hi] to the
-    # packed RGBA words can never carry into the next byte: noise becomes one uint32 add per pixel.
-    levels = np.arange(SHADES, dtype=np.float64) / (SHADES - 1)
-    table = np.zeros((N_LABELS, SHADES, 4), np.uint8)
-    shaded = colours[:, None, :] * levels[None, :, None] * gain
-    table[..., :3] = np.clip(shaded + 0.5, lo, 255 - hi) - lo
-    bg8 = np.zeros(bgf.shape[:3] + (4,), np.uint8)
-    bg8[..., :3] = np.clip(bgf * gain + 0.5, lo, 255 - hi) - lo
-    packed = np.empty((T, H, W), np.uint32)
-    packed[:] = bg8.view(np.uint32)[..., 0]
-    nz = np.flatnonzero(lab)  # gather layer colours only where a layer is visible
-    index = (lab.reshape(-1)[nz].astype(np.intp) << 5) | canvas.shade.reshape(-1)[nz]  # 32 levels
-    packed.reshape(-1)[nz] = table.view(np.uint32).reshape(-1).take(index)
-    if dark:
-        dim = rng.uniform(0.3, 0.45) * vignette(H, W, rng.uniform(0.3, 0.6))
-        rgba = packed.view(np.uint8).reshape(T, H, W, 4) * dim + rng.uniform(5, 15) + 0.5
-        lo = (((1 << bits) - 1) * (2 if twice else 1)) // 2 if bits else 0
-        hi = ((1 << bits) - 1) * (2 if twice else 1) - lo if bits else 0
-        rgba = np.clip(rgba, lo, 255 - hi) - lo
-        rgba[..., 3] = 0
-        packed = rgba.astype(np.uint8).view(np.uint32)[..., 0]
-    if bits:
-        mask = np.uint32(((1 << bits) - 1) * 0x010101)  # R, G, B bytes; alpha stays 0
-        for _ in range(2 if twice else 1):
-            raw = rng.bit_generator.random_raw((packed.size + 1) // 2).view(np.uint32)[: packed.size]
-            packed = packed + (raw.reshape(packed.shape) & mask)
-    rgba = np.ascontiguousarray(packed).view(np.uint8).reshape(T, H, W, 4)
-    frames = rgba[..., :3]
+    rgba = compose(rng, layers.canvas, layers.colours, bgf, sigma, dark=spec.domain == "lowlight")
 
+    lab = layers.canvas.label
     mask = (lab >= 1) & (lab <= N_PERSON)
     ji = np.rint(j2).astype(int)
     inside = (ji[..., 0] >= 0) & (ji[..., 0] < W) & (ji[..., 1] >= 0) & (ji[..., 1] < H)
     tt = np.arange(T)[:, None]
     visible = inside & mask[tt, np.clip(ji[..., 1], 0, H - 1), np.clip(ji[..., 0], 0, W - 1)]
-    frame_labels = np.stack(
-        [((motion.sigma(k, t) >= 0) & (motion.sigma(k, t) <= 1)) for k in range(len(spec.actions))], -1
-    ).astype(np.uint8)
+    sig = [motion.sigma(k, t) for k in range(len(spec.actions))]
+    frame_labels = np.stack([(s >= 0) & (s <= 1) for s in sig], -1).astype(np.uint8)
     return Rendered(
-        frames=frames,
+        frames=rgba[..., :3],
         rgba=rgba,
         label=lab,
         mask=mask,
         joints=j2.astype(np.float32),
         joints3d=j3.astype(np.float32),
         visible=visible,
-        kind=kind,
-        anchors=anchors.astype(np.float32),
-        radius=radius.astype(np.float32),
+        kind=layers.kind,
+        anchors=layers.anchors.astype(np.float32),
+        radius=layers.radius.astype(np.float32),
         frame_labels=frame_labels,
         object=obj_name,
         view=view,
@@ -414,10 +408,18 @@ def render_clip(spec: ClipSpec) -> Rendered:
     )
 
 
-def _extras(rng, spec: ClipSpec, canvas, colours, anchors, radius, shake, cx, ground, S) -> None:
+def _extras(rng: np.random.Generator, spec: ClipSpec, layers: _Layers, cam: _Camera) -> None:
     """Difficulty knobs: an occluding rectangle, moving distractor blobs and static clutter."""
     T, H = spec.frames, spec.size
     W = H
+    canvas, colours, shake, cx, ground, S = (
+        layers.canvas,
+        layers.colours,
+        cam.shake,
+        cam.cx,
+        cam.ground,
+        cam.S,
+    )
     t = np.linspace(0.0, 1.0, T)[:, None]
     ones = np.ones(T)
     if rng.random() < spec.occlusion:
@@ -427,8 +429,7 @@ def _extras(rng, spec: ClipSpec, canvas, colours, anchors, radius, shake, cx, gr
         c = c0 + vel * t + shake
         colours[OCC_LABEL] = rng.uniform(40, 200) + rng.normal(0, 12, 3)
         raster.rect(canvas, c, np.tile(half, (T, 1)), 100.0 * ones, OCC_LABEL)
-        anchors[OCC_LABEL, :, 0], anchors[OCC_LABEL, :, 1] = c, c + np.array([1.0, 0.0])
-        radius[OCC_LABEL] = half
+        layers.similar(OCC_LABEL, c, np.tile(half, (T, 1)))
     if rng.random() < spec.distractors:
         for i in range(int(rng.integers(1, 3))):
             r = rng.uniform(0.03, 0.07) * H
@@ -438,8 +439,7 @@ def _extras(rng, spec: ClipSpec, canvas, colours, anchors, radius, shake, cx, gr
             lab = DISTRACT_LABEL + i
             colours[lab] = rng.uniform(30, 230, 3)
             raster.disc(canvas, c, r * ones, (-50.0 + i) * ones, lab)
-            anchors[lab, :, 0], anchors[lab, :, 1] = c, c + np.array([1.0, 0.0])
-            radius[lab] = r
+            layers.similar(lab, c, r * ones)
     if rng.random() < spec.clutter:
         for i in range(int(rng.integers(2, 6))):
             c = rng.uniform(0.05, 0.95, 2) * np.array([W, H]) + shake

@@ -14,7 +14,9 @@ from .flow import compute_flow
 from .scene import N_PERSON, Rendered
 
 CODECS = {"h264": ".mp4", "ffv1": ".mkv"}
-H264_OPTIONS = {"crf": "23", "preset": "veryfast", "threads": "1", "x264-params": "rc-lookahead=4"}
+# mbtree=0: with macroblock-tree rate control this libx264 build is not bit-exact run to run (measured:
+# the same frames gave differing streams), which would break byte-identical regeneration.
+H264_OPTIONS = {"crf": "23", "preset": "veryfast", "threads": "1", "x264-params": "rc-lookahead=4:mbtree=0"}
 
 
 def encode_video(path: Path, rgba: np.ndarray, fps: int, codec: str = "h264") -> None:
@@ -35,7 +37,9 @@ def encode_video(path: Path, rgba: np.ndarray, fps: int, codec: str = "h264") ->
         stream.codec_context.thread_count = 1
         stream.width, stream.height = W, H
         for frame in rgba:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgba")))
+            vf = av.VideoFrame.from_ndarray(frame, format="rgba")
+            # Convert explicitly on one thread: the encoder's implicit conversion is not bit-exact run to run.
+            out.mux(stream.encode(vf.reformat(format=stream.pix_fmt, threads=1)))
         out.mux(stream.encode())
 
 

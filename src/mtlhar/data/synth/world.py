@@ -28,7 +28,7 @@ from .skeleton import P, neutral_vector
 from .store import CODECS, encode_video, save_pose
 from .subjects import BUILDS, SIZES, TEMPOS, Subject, make_subjects
 
-GENERATOR_VERSION = "synth-1.0"
+GENERATOR_VERSION = "synth-1.1"
 COLUMNS = [
     "id",
     "path",
