@@ -14,8 +14,8 @@ def test_unknown_key_is_named_with_allowed_keys():
 
 
 def test_bad_choice_lists_allowed_values():
-    with pytest.raises(ConfigError, match=r"'tasks\.0\.kind': got 'caption'.*'classification'"):
-        from_dict(RunConfig, {**BASE, "tasks": [{"name": "fine", "kind": "caption"}]})
+    with pytest.raises(ConfigError, match=r"'tasks\.0\.kind': got 'pose'.*'classification'"):
+        from_dict(RunConfig, {**BASE, "tasks": [{"name": "fine", "kind": "pose"}]})
     with pytest.raises(ConfigError, match=r"'train\.steps': got 'many', expected an integer"):
         from_dict(RunConfig, {**BASE, "train": {"steps": "many"}})
 

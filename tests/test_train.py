@@ -166,3 +166,41 @@ def test_single_task_is_the_same_model_with_one_task(squares, tmp_path):
     Trainer(from_dict(RunConfig, cfg), tmp_path / "stl").fit(log=None)
     model, tasks, _ = load_run(tmp_path / "stl")
     assert list(model.heads) == ["direction"] and [t.name for t in tasks] == ["direction"]
+
+
+def test_sequence_encoder_takes_its_channel_count_from_the_data(tmp_path):
+    """[T, C] inputs (IMU windows): no in_channels in the config; the run learns and reloads."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(48):
+        y = i % 2
+        x = rng.normal(size=(20, 5)).astype(np.float32)
+        x[:, 2] += np.linspace(-2, 2, 20) * (1 if y else -1)  # the class is the sign of a trend
+        np.save(tmp_path / f"s{i}.npy", x)
+        rows.append(
+            {
+                "id": f"s{i}",
+                "path": f"s{i}.npy",
+                "split": ["train", "train", "val", "test"][i % 4],
+                "trend": ["down", "up"][y],
+            }
+        )
+    with open(tmp_path / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    cfg = from_dict(
+        RunConfig,
+        {
+            "data": {"manifest": str(tmp_path / "manifest.csv"), "stream": "seq", "frames": 20},
+            "model": {"encoder": "sequence", "encoder_args": {"width": 8}},
+            "tasks": [{"name": "trend"}],
+            "train": {"steps": 30, "batch_size": 8, "lr": 0.01, "eval_every": 10, "progress": False},
+        },
+    )
+    Trainer(cfg, tmp_path / "run").fit(log=None)
+    model, _, saved = load_run(tmp_path / "run")
+    assert saved.model.encoder_args["in_channels"] == 5
+    assert evaluate_run(tmp_path / "run", split="test")["metrics"]["trend"]["top1"] >= 0.9

@@ -18,6 +18,8 @@ EXAMPLES = {
     "data": "mtlhar data synth --out data/synth --clips 600 --size 64",
     "study": "mtlhar study configs/study-synth.yaml --out runs/study --seeds 3",
     "report": "mtlhar report runs/study",
+    "transfer": "mtlhar transfer runs/mtl --data configs/target.yaml --probe linear --task new_action --out runs/tr",
+    "features": "mtlhar features data/synth/manifest.csv --encoder i3d --window 16 --stride 8 --out feats/i3d",
 }
 
 
@@ -60,10 +62,41 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     pr = cmd("predict", "predict every task for a video file or a folder of videos")
-    pr.add_argument("run_dir")
+    pr.add_argument("run_dir", help="a run directory, or kinetics400-i3d (the built-in pretrained I3D)")
     pr.add_argument("input", help="a video file or a folder of videos")
     pr.add_argument("--top", type=int, default=3)
     pr.add_argument("--json", action="store_true")
+    pr.add_argument("--window", type=int, default=64, help="kinetics400-i3d: frames per window")
+    pr.add_argument("--stride", type=int, default=32, help="kinetics400-i3d: frames between windows")
+
+    fe = cmd("features", "per-segment T x D features of every clip of a manifest into a feature store")
+    fe.add_argument("source", help="a manifest.csv (or its folder)")
+    fe.add_argument(
+        "--encoder", default="i3d", help="encoder alias or dotted path (default i3d, Kinetics-400)"
+    )
+    fe.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="encoder argument (repeatable)"
+    )
+    fe.add_argument("--window", type=int, default=16, help="frames per segment")
+    fe.add_argument("--stride", type=int, default=8, help="frames between segment starts")
+    fe.add_argument("--size", type=int, default=224, help="short side resize and centre crop")
+    fe.add_argument("--batch-size", type=int, default=8, help="segments per forward pass")
+    fe.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    fe.add_argument("--out", required=True, help="feature store folder (run again to resume)")
+
+    tr = cmd("transfer", "train a new head for a target task on a run's encoder (frozen probe or finetune)")
+    tr.add_argument("run_dir", help="a finished run directory (its best checkpoint is used)")
+    tr.add_argument("--data", required=True, help="YAML run config naming the target data and task(s)")
+    tr.add_argument("--probe", choices=["linear", "mlp", "finetune"], default="linear")
+    tr.add_argument("--task", help="target task name in --data (default: its first primary task)")
+    tr.add_argument("--out", required=True, help="output folder (transfer.json, probe, cached features)")
+    tr.add_argument("--tap", default="pooled", help="encoder tap the probe reads (default pooled)")
+    tr.add_argument("--epochs", type=int, default=100, help="linear/mlp: epochs over the cached features")
+    tr.add_argument("--steps", type=int, default=200, help="finetune: optimiser steps")
+    tr.add_argument("--lr", type=float, default=None, help="default 3e-3 (probes), 1e-3 (finetune)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the --data config (repeatable)")  # fmt: skip
 
     i = cmd("info", "list what exists: encoders, temporal modules, task kinds, balancers, data formats")
     i.add_argument("--json", action="store_true")
@@ -188,6 +221,45 @@ def _run(args) -> int:
             _print_metrics(res["metrics"], f"{args.run_dir} on split '{args.split}' ({res['n']} clips)")
             print(f"written to {out}")
         return 0
+    if args.command == "predict" and args.run_dir == "kinetics400-i3d":
+        from .pretrained import predict_kinetics
+
+        results = predict_kinetics(args.input, top=args.top, window=args.window, stride=args.stride)
+        if args.json:
+            print(json.dumps(results, indent=2))
+        for r in [] if args.json else results:
+            print(
+                f"{r['file']} ({r['frames']} frames): " + ", ".join(f"{c} {p:.2f}" for c, p in r["overall"])
+            )
+            for w in r["windows"]:
+                span = (
+                    f"{w['start_s']:7.2f}-{w['end_s']:.2f}s" if "start_s" in w else f"{w['start']}-{w['end']}"
+                )
+                print(f"  {span}: " + ", ".join(f"{c} {p:.2f}" for c, p in w["top"]))
+        return 0
+    if args.command == "features":
+        from .features import extract_features
+
+        res = extract_features(
+            args.source,
+            args.out,
+            encoder=args.encoder,
+            encoder_args=_options(args.option) or None,
+            window=args.window,
+            stride=args.stride,
+            size=args.size,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=_bar("extracting features"),
+        )
+        print(
+            f"{res['out']}: {res['written']} clips written, {res['skipped']} already there, "
+            f"{len(res['failed'])} failed; {res['dim']}-d features; train on them with data.manifest="
+            f"{Path(res['out']) / 'manifest.csv'}, data.stream=features, model.encoder=features"
+        )
+        for f in res["failed"]:
+            print(f"  skipped {f['path']}: {f['reason']}")
+        return 0
     if args.command == "predict":
         from .predict import predict_path
 
@@ -204,6 +276,16 @@ def _run(args) -> int:
                         else str(preds)
                     )
                     print(f"  {task}: {text}")
+        return 0
+    if args.command == "transfer":
+        from .config import load_config
+        from .transfer import transfer
+
+        target = load_config(args.data, args.overrides)
+        res = transfer(args.run_dir, target, probe=args.probe, task=args.task, out=args.out, tap=args.tap,
+                       epochs=args.epochs, steps=args.steps, lr=args.lr, seed=args.seed)  # fmt: skip
+        _print_metrics(res["metrics"], f"{args.probe} probe of {args.run_dir} on '{res['task']}'")
+        print(f"written to {Path(args.out) / 'transfer.json'}")
         return 0
     if args.command == "info":
         from .info import info
@@ -224,6 +306,7 @@ def _run(args) -> int:
         from .demo import run_demo
 
         run_demo(out=args.out, quick=args.quick, seeds=args.seeds)
+        _write_report(args.out)
         return 0
     if args.command == "study":
         from rich.console import Console
@@ -236,8 +319,7 @@ def _run(args) -> int:
         _write_report(args.out)
         return 0
     if args.command == "report":
-        path = _write_report(args.dir, required=True)
-        print(f"report: {path}")
+        _write_report(args.dir)
         return 0
     if args.command == "data" and args.data_command in ("inspect", "convert"):
         options = _options(args.option)
@@ -308,14 +390,10 @@ def _options(items: list[str]) -> dict:
     return out
 
 
-def _write_report(folder, required: bool = False):
-    """Build the HTML report of a study folder; returns its path (None if the report module is absent)."""
-    try:
-        from .report import build_report
-    except ImportError:
-        if required:
-            raise MtlharError("the report module is not available in this installation") from None
-        return None
+def _write_report(folder):
+    """Build the HTML report of a study folder and return its path."""
+    from .report import build_report
+
     if not (Path(folder) / "results.json").is_file():
         raise MtlharError(f"{folder}: no results.json (run `mtlhar study` or `mtlhar demo` into it first)")
     path = build_report(folder)

@@ -17,13 +17,16 @@ import yaml
 
 from .errors import ConfigError
 
+# the aliases of mtlhar.models.temporal.TEMPORAL
+TemporalName = Literal["mean", "max", "pyramid", "lstm", "gru", "tconv", "subevents", "tgm", "transformer"]
+
 
 @dataclass
 class TaskConfig:
     """One task of an experiment. See `mtlhar.tasks.Task` for the meaning of each field."""
 
     name: str
-    kind: Literal["classification", "multilabel", "regression"] = "classification"
+    kind: Literal["classification", "multilabel", "regression", "caption"] = "classification"
     column: str | None = None
     num_classes: int | None = None
     classes: list[str] | None = None
@@ -34,11 +37,12 @@ class TaskConfig:
     weight: float = 1.0
     parent: str | None = None
     tap: str = "pooled"
-    temporal: Literal["mean", "max"] = "mean"
+    temporal: TemporalName = "mean"
     hidden: int = 0
     dropout: float = 0.0
     label_smoothing: float = 0.0
     separator: str = "|"
+    args: dict[str, Any] = field(default_factory=dict)  # kind-specific options (caption, hierarchy)
 
 
 @dataclass

@@ -73,6 +73,16 @@ def metrics_from_outputs(pred: dict, tasks: Sequence[Task]) -> dict:
         if m.shape[1] == 1:  # per-sample mask
             m = m[:, 0]
         res[t.name] = t.spec.compute_metrics(t, out, tgt, m)
+    for t in tasks:  # hierarchies: consistency, mistake severity, hierarchical distance@k (on the finer task)
+        parent = (t.hierarchy or {}).get("parent")
+        if parent in pred["outputs"] and len(pred["outputs"][t.name]) and t.name in res:
+            coarse = next(x for x in tasks if x.name == parent)
+            index = [coarse.index[t.hierarchy["map"][c]] for c in t.classes]
+            fine_mask = pred["masks"][t.name].reshape(len(pred["masks"][t.name]), -1)[:, 0]
+            outs = pred["outputs"]
+            res[t.name].update(
+                M.hierarchy_metrics(outs[t.name], outs[parent], pred["targets"][t.name], fine_mask, index)
+            )
     return res
 
 

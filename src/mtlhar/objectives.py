@@ -89,21 +89,57 @@ class CrossTaskTerm(Protocol):
 
 
 class HierarchyConsistency:
-    """KL(coarse head || fine probabilities summed per coarse group): keeps fine and coarse heads coherent.
+    """Coarse/fine consistency: fine probabilities summed per coarse group (q) against the coarse head (p).
 
-    `fine_to_coarse[i]` is the coarse index of fine class i. Samples count whatever their labels (the term
-    needs no label), so a clip labelled only at one level still ties the two heads together.
+    `fine_to_coarse[i]` is the coarse index of fine class i (validated by `tasks.hierarchy_index`).
+    `divergence`: "kl" (default) = KL(q || p) = sum_g q_g (log q_g - log p_g), or "ce" = -sum_g q_g log p_g
+    (the same gradient for the coarse head, plus the entropy of q). Gradients reach both heads. Samples count
+    whatever their labels (the term needs none), so a clip labelled at one level still ties the two heads
+    together. Mean over the batch.
     """
 
-    def __init__(self, fine: str, coarse: str, fine_to_coarse: list[int] | Tensor, weight: float = 0.1):
+    def __init__(
+        self,
+        fine: str,
+        coarse: str,
+        fine_to_coarse: list[int] | Tensor,
+        weight: float = 0.1,
+        divergence: str = "kl",
+    ):
+        if divergence not in ("kl", "ce"):
+            raise ValueError(f"hierarchy consistency divergence {divergence!r}: use 'kl' or 'ce'")
         self.name = f"consistency:{fine}->{coarse}"
-        self.fine, self.coarse, self.weight = fine, coarse, weight
+        self.fine, self.coarse, self.weight, self.divergence = fine, coarse, weight, divergence
         self.index = torch.as_tensor(fine_to_coarse, dtype=torch.long)
 
-    def __call__(self, outputs, batch, tasks) -> Tensor:
-        fine = outputs[self.fine].output.float().softmax(-1)
-        n_coarse = outputs[self.coarse].output.shape[-1]
+    def grouped(self, fine_logits: Tensor, n_coarse: int) -> Tensor:
+        """Fine probabilities summed within each coarse group: [B, n_coarse]."""
+        fine = fine_logits.float().softmax(-1)
         index = self.index.to(fine.device).expand(fine.shape[0], -1)
-        grouped = torch.zeros(fine.shape[0], n_coarse, device=fine.device).scatter_add(1, index, fine)
-        log_coarse = outputs[self.coarse].output.float().log_softmax(-1)
-        return F.kl_div(log_coarse, grouped.clamp_min(1e-8), reduction="batchmean")
+        return torch.zeros(fine.shape[0], n_coarse, device=fine.device).scatter_add(1, index, fine)
+
+    def __call__(self, outputs, batch, tasks) -> Tensor:
+        coarse_logits = outputs[self.coarse].output
+        q = self.grouped(outputs[self.fine].output, coarse_logits.shape[-1])
+        log_p = coarse_logits.float().log_softmax(-1)
+        if self.divergence == "ce":
+            return -(q * log_p).sum(-1).mean()
+        return F.kl_div(log_p, q.clamp_min(1e-8), reduction="batchmean")
+
+
+def masked_token_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, *, label_smoothing: float = 0.0):
+    """Token-level CE for sequence outputs: logits [B, L, V], target [B, L] long, mask [B, L] bool.
+
+    Padding (mask False) contributes nothing whatever its logits; returns (sum, number of real tokens), so
+    the caller's mean is the token-averaged cross-entropy.
+    """
+    safe = torch.where(mask, target, torch.zeros_like(target))
+    per = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]),
+        safe.reshape(-1),
+        reduction="none",
+        label_smoothing=label_smoothing,
+    ).view_as(safe)
+    per = torch.where(mask, per, torch.zeros_like(per))
+    m = mask.to(per.dtype)
+    return (per * m).sum() + _connected_zero(logits), m.sum()

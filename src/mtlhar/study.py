@@ -51,6 +51,8 @@ class StudySpec:
     test_splits: list[str] = field(default_factory=lambda: ["test"])
     quick: dict[str, Any] = field(default_factory=dict)
     stl: bool = True
+    transfer: dict[str, Any] | None = None  # frozen-encoder probes on a held-out target (mtlhar.transfer)
+    quick_seeds: int | None = None  # seeds with --quick (default: `seeds`)
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -109,10 +111,17 @@ def run_study(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = seeds or spec.seeds
+    seeds = seeds or (spec.quick_seeds if quick else None) or spec.seeds
     t0 = time.perf_counter()
     base_cfg = from_dict(RunConfig, {**_merge(spec.base, spec.quick if quick else {}), "tasks": spec.tasks})
     manifest = prepare_data(base_cfg)
+    if spec.transfer:  # target classes are carved out before any source run is trained
+        from .transfer import check_transfer_spec, prepare_holdout
+
+        check_transfer_spec(spec.transfer)
+        blank = [t.get("column") or t["name"] for t in spec.tasks]
+        blank += [t["args"]["refs_column"] for t in spec.tasks if (t.get("args") or {}).get("refs_column")]
+        manifest = prepare_holdout(spec.transfer, manifest, out, blank)
     plan = plan_runs(spec, seeds=seeds, quick=quick, manifest_path=str(manifest.path))
     log(f"study {spec.name}: {len(plan)} runs ({seeds} paired seed(s)) -> {out}")
     for i, run in enumerate(plan):
@@ -137,6 +146,12 @@ def run_study(
             rq = representation_quality(out / "runs" / run.name, spec.tasks, test_split=spec.test_splits[0])
             path.write_text(json.dumps(rq, indent=2))
     results = summarise(spec, plan, out, manifest, time.perf_counter() - t0, quick=quick)
+    if spec.transfer:
+        from .transfer import study_transfer, transfer_question
+
+        results["transfer"] = study_transfer(spec, plan, out, str(manifest.path), quick=quick, log=log)
+        results["transfer_answer"] = transfer_question(results["transfer"])
+        results["wall_time_s"] = round(time.perf_counter() - t0, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
@@ -333,7 +348,8 @@ DELTA_M_CONVENTION = (
 def _main(task_cfg: dict) -> str:
     if task_cfg.get("main_metric"):
         return task_cfg["main_metric"]
-    return {"regression": "mae", "multilabel": "mAP"}.get(task_cfg.get("kind", "classification"), "top1")
+    kinds = {"regression": "mae", "multilabel": "mAP", "caption": "cider_d"}
+    return kinds.get(task_cfg.get("kind", "classification"), "top1")
 
 
 def _mean(summary: list, run: str, task: str, split: str, metric: str) -> float:

@@ -46,6 +46,10 @@ class Task:
     dropout: float = 0.0
     label_smoothing: float = 0.0
     separator: str = "|"
+    args: dict[str, Any] = field(default_factory=dict)
+    hierarchy: dict[str, Any] | None = (
+        None  # on the finer task: {"parent": coarse task, "map": {fine: coarse}}
+    )
 
     @property
     def spec(self) -> TaskKind:
@@ -71,6 +75,7 @@ class Task:
         out["classes"] = self.classes
         out["num_outputs"] = self.num_outputs
         out["num_classes"] = len(self.classes) if self.classes is not None else None
+        out["hierarchy"] = self.hierarchy
         return out
 
 
@@ -83,6 +88,7 @@ class TaskKind:
     default_metrics: tuple[str, ...] = ()
     default_main: str = ""
     needs_classes = True
+    args: dict[str, Any] = {}  # kind-specific `args` keys and their defaults
 
     def out_dim(self, task: Task) -> int:
         return len(task.classes or [])
@@ -118,6 +124,7 @@ class Classification(TaskKind):
         "roc_auc",
     )
     default_main = "top1"
+    args = {"hierarchy": None}  # CSV mapping the finer task's classes to the coarser task's (see `parent`)
 
     def empty_target(self, task):
         return torch.tensor(0, dtype=torch.long), torch.tensor(False)
@@ -226,7 +233,13 @@ class Regression(TaskKind):
         return [[round(float(v), 4) for v in row] for row in output.float()]
 
 
-KINDS: dict[str, TaskKind] = {k.name: k for k in (Classification(), MultiLabel(), Regression())}
+def _kinds() -> dict[str, TaskKind]:
+    from .captions import CaptionKind  # defined beside its tokenizer and decoders
+
+    return {k.name: k for k in (Classification(), MultiLabel(), Regression(), CaptionKind())}
+
+
+KINDS: dict[str, TaskKind] = _kinds()
 
 
 def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "tasks") -> Task:
@@ -257,6 +270,15 @@ def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "
         raise ConfigError(
             f"config key '{where}.metrics': {unknown} not available for {kind.name}; choose from {kind.default_metrics}"
         )
+    unknown_args = sorted(set(cfg.args) - set(kind.args))
+    if unknown_args:
+        raise ConfigError(
+            f"config key '{where}.args': {unknown_args} not options of a {kind.name} task; "
+            f"allowed: {sorted(kind.args) or 'none'}"
+        )
+    args = {**kind.args, **cfg.args}
+    if hasattr(kind, "check_args"):
+        kind.check_args(args, f"{where}.args")
     main = cfg.main_metric or kind.default_main
     if main not in metrics:
         raise ConfigError(
@@ -280,6 +302,7 @@ def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "
         dropout=cfg.dropout,
         label_smoothing=cfg.label_smoothing,
         separator=cfg.separator,
+        args=args,
     )
 
 
@@ -292,3 +315,103 @@ def task_from_dict(data: dict[str, Any]) -> Task:
     task = Task(**{k: v for k, v in data.items() if k in Task.__dataclass_fields__}, classes=classes)
     task.num_outputs = num_outputs or (len(classes) if classes else 1)
     return task
+
+
+# ------------------------------------------------------------------------------------------------------
+# Hierarchies (coarse group -> fine action). A task declares `parent: OTHER`; the level with more classes
+# is the finer one. The mapping fine class -> coarse class comes from (first found) the `args.hierarchy`
+# CSV of either task, a `hierarchy.csv` beside the manifest, or the rows labelled at both levels; it must
+# send every fine class to exactly one known coarse class, and labelled rows must agree with it.
+
+
+def hierarchy_index(fine: Task, coarse: Task, mapping: dict[str, str], where: str = "hierarchy") -> list[int]:
+    """`index[i]` = coarse index of fine class i; ConfigError naming the first unmapped / unknown class."""
+    index = []
+    for c in fine.classes or []:
+        if c not in mapping:
+            raise ConfigError(
+                f"{where}: fine class {c!r} of task '{fine.name}' has no coarse class of task '{coarse.name}' "
+                "(every fine class must map to exactly one coarse class)"
+            )
+        if mapping[c] not in coarse.index:
+            raise ConfigError(
+                f"{where}: fine class {c!r} maps to {mapping[c]!r}, which is not a class of task "
+                f"'{coarse.name}' ({len(coarse.index)} classes)"
+            )
+        index.append(coarse.index[mapping[c]])
+    return index
+
+
+def read_hierarchy_csv(path, fine_col: str, coarse_col: str) -> dict[str, str]:
+    """Read a mapping CSV with (at least) columns `fine_col` and `coarse_col` (e.g. `fine,coarse`)."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"hierarchy mapping file not found: {path}")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        cols = list(reader.fieldnames or [])
+        if fine_col not in cols or coarse_col not in cols:
+            raise DataError(f"{path}: needs columns '{fine_col}' and '{coarse_col}'; it has {cols}")
+        mapping: dict[str, str] = {}
+        for i, row in enumerate(reader):
+            f_, c_ = (row[fine_col] or "").strip(), (row[coarse_col] or "").strip()
+            if not f_:
+                continue
+            if mapping.setdefault(f_, c_) != c_:
+                raise DataError(
+                    f"{path}: row {i + 2}: fine class {f_!r} maps to {c_!r} here but to {mapping[f_]!r} on an "
+                    "earlier row (a fine class must have exactly one coarse class)"
+                )
+    return mapping
+
+
+def mapping_from_manifest(manifest, fine: Task, coarse: Task, base: dict[str, str] | None = None) -> dict:
+    """Fine -> coarse pairs seen in rows labelled at both levels; any disagreement is a DataError."""
+    mapping = dict(base or {})
+    given = base is not None
+    for i, r in enumerate(manifest.rows):
+        f_, c_ = r.get(fine.column, ""), r.get(coarse.column, "")
+        if f_ and c_ and mapping.setdefault(f_, c_) != c_:
+            src = "the hierarchy mapping" if given else "other rows"
+            raise DataError(
+                f"{manifest.where(i)}: fine class {f_!r} is labelled with coarse {c_!r} here but maps to "
+                f"{mapping[f_]!r} in {src}: the label hierarchy is not consistent"
+            )
+    return mapping
+
+
+def link_hierarchies(tasks: list[Task], manifest) -> None:
+    """Resolve every declared `parent`: orient (finer task -> coarser task), validate the mapping and store it
+    on the finer task as `task.hierarchy` (saved with the run, used by metrics and the consistency term)."""
+    by_name = {t.name: t for t in tasks}
+    for t in tasks:
+        if not t.parent or t.parent not in by_name:
+            continue
+        other = by_name[t.parent]
+        where = f"task '{t.name}' (parent {other.name!r})"
+        if t.kind != "classification" or other.kind != "classification":
+            raise ConfigError(f"{where}: a hierarchy links two classification tasks")
+        fine, coarse = (t, other) if len(t.classes) >= len(other.classes) else (other, t)
+        csv_path = fine.args.get("hierarchy") or coarse.args.get("hierarchy")
+        beside = manifest.path.parent / "hierarchy.csv"
+        base = None
+        if csv_path:
+            from pathlib import Path
+
+            p = Path(csv_path)
+            base = read_hierarchy_csv(
+                p if p.is_absolute() else manifest.path.parent / p, fine.column, coarse.column
+            )
+        elif beside.is_file():
+            import csv
+
+            with beside.open(newline="") as f:
+                cols = csv.DictReader(f).fieldnames or []
+            if fine.column in cols and coarse.column in cols:
+                base = read_hierarchy_csv(beside, fine.column, coarse.column)
+        mapping = mapping_from_manifest(manifest, fine, coarse, base)
+        hierarchy_index(fine, coarse, mapping, where)
+        fine.hierarchy = {"parent": coarse.name, "map": {c: mapping[c] for c in fine.classes}}

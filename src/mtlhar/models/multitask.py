@@ -28,7 +28,7 @@ class Head(nn.Module):
             build_temporal(task.temporal, tap_dim) if layout in ("map", "sequence") else nn.Identity()
         )
         layers: list[nn.Module] = []
-        dim = tap_dim
+        dim = getattr(self.temporal, "out_dim", tap_dim)  # a temporal module may change the size
         if task.hidden:
             layers += [nn.Linear(dim, task.hidden), nn.ReLU()]
             dim = task.hidden
@@ -67,7 +67,8 @@ class MultiTaskModel(nn.Module):
                     f"task '{t.name}': tap {t.tap!r} does not exist on this encoder; taps are {sorted(encoder.taps)}"
                 )
             dim, layout = encoder.taps[t.tap]
-            heads[t.name] = Head(t, dim, layout)
+            build = getattr(t.spec, "build_head", None)  # kinds with their own head (caption decoders)
+            heads[t.name] = build(t, dim, layout) if build else Head(t, dim, layout)
         self.heads = nn.ModuleDict(heads)
 
     @property

@@ -152,6 +152,12 @@ def describe(task: Task, pred: dict, name: str, k: int) -> tuple[str, str, bool 
         if not labelled:
             return "(no label)", guess, None
         return task.classes[int(tgt)], guess, c == int(tgt)
+    if task.kind == "caption":  # decoded ids [L]; targets [refs, L]: the first reference is shown
+        guess = task.spec.decode(task, torch.as_tensor(out).reshape(1, -1))[0]
+        if not labelled:
+            return "(no label)", guess, None
+        truth = task.spec.decode(task, torch.as_tensor(tgt).reshape(-1, np.shape(out)[-1])[:1])[0]
+        return truth, guess, guess == truth
     if task.kind == "multilabel":
         on = [task.classes[i] for i in np.flatnonzero(out > 0)]
         truth = [task.classes[i] for i in np.flatnonzero(tgt > 0.5)]
