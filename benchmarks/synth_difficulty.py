@@ -33,22 +33,12 @@ import torch
 from scipy.stats import chi2_contingency
 
 from mtlhar.config import RunConfig, from_dict
-from mtlhar.data.synth import decode_video, load_pose, read_manifest
+from mtlhar.data.synth import TIME_ORDER_PAIRS, decode_video, load_pose, read_manifest
 from mtlhar.data.synth.scene import OBJ_LABEL
 from mtlhar.data.synth.store import encode_video
 from mtlhar.data.synth_cache import ensure_synth
 from mtlhar.evaluate import evaluate_run, load_predictions, load_run
 from mtlhar.train import Trainer
-
-PAIRS = [
-    ("sit_down", "stand_up"),
-    ("raise_arms", "lower_arms"),
-    ("turn_left", "turn_right"),
-    ("step_left", "step_right"),
-    ("pick_up", "put_down"),
-    ("push", "pull"),
-    ("throw", "catch"),
-]
 
 
 def cramers_v(a: list[str], b: list[str]) -> tuple[float, float]:
@@ -110,8 +100,8 @@ def config(manifest: Path, *, frames: int, steps: int, column: str = "fine", see
                 "batch_size": 32,
                 "lr": 3e-3,
                 "warmup_steps": min(20, steps // 10),
-                "eval_every": max(steps // 4, 1),
-                "checkpoint_every": max(steps // 4, 1),
+                "eval_every": max(steps // 5, 1),
+                "checkpoint_every": max(steps // 5, 1),
                 "seed": seed,
                 "progress": False,
             },
@@ -120,11 +110,15 @@ def config(manifest: Path, *, frames: int, steps: int, column: str = "fine", see
 
 
 def steps_for(manifest: Path, frames: int, minutes: float, work: Path) -> tuple[int, float]:
-    """Steps that fill `minutes` at the step rate of a 12-step probe run (data loading included)."""
-    probe = work / f"probe_{frames}"
-    t0 = time.perf_counter()
-    Trainer(config(manifest, frames=frames, steps=12), probe).fit()
-    per_step = (time.perf_counter() - t0) / 12
+    """Steps that fill `minutes` at the measured step rate: two probe runs (6 and 18 steps, one evaluation
+    each), whose training-loop times differ by 12 steps' worth (data loading and caching cancel out)."""
+    loop = []
+    for n in (6, 18):
+        cfg = config(manifest, frames=frames, steps=n)
+        cfg.train.eval_every = cfg.train.checkpoint_every = n
+        Trainer(cfg, work / f"probe_{frames}_{n}").fit()
+        loop.append(json.loads((work / f"probe_{frames}_{n}" / "summary.json").read_text())["wall_time_s"])
+    per_step = max((loop[1] - loop[0]) / 12, 1e-3)
     return max(20, int(minutes * 60 / per_step)), per_step
 
 
@@ -136,7 +130,7 @@ def pair_accuracy(run: Path, split: str) -> tuple[float, float]:
     y, out = pred["targets"]["fine"].astype(int), pred["outputs"]["fine"]
     p = out.argmax(-1)
     partner = {}
-    for a, b in PAIRS:
+    for a, b in TIME_ORDER_PAIRS:
         if a in classes and b in classes:
             partner[classes.index(a)], partner[classes.index(b)] = classes.index(b), classes.index(a)
     sel = np.array([t in partner for t in y])

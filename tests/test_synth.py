@@ -15,6 +15,7 @@ from mtlhar.data.synth import (
     GENERATOR_VERSION,
     JOINTS,
     TEMPLATE_OF,
+    TIME_ORDER_PAIRS,
     ClipSpec,
     decode_video,
     generate,
@@ -32,15 +33,6 @@ from mtlhar.data.synth.subjects import make_subjects
 from mtlhar.data.synth.world import COLUMNS
 
 SMALL = dict(clips=60, frames=8, size=64, seed=3)
-PAIRS = [
-    ("sit_down", "stand_up"),
-    ("raise_arms", "lower_arms"),
-    ("turn_left", "turn_right"),
-    ("step_left", "step_right"),
-    ("pick_up", "put_down"),
-    ("push", "pull"),
-    ("throw", "catch"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +199,7 @@ def test_composite(tmp_path):
     np.testing.assert_allclose(stored, load_flow(tmp_path, {**rows[0], "flow": ""}), atol=1e-5)
 
 
-@pytest.mark.parametrize("a,b", PAIRS)
+@pytest.mark.parametrize("a,b", TIME_ORDER_PAIRS)
 def test_direction_pairs_are_time_reversals(a, b):
     s = np.linspace(0, 1, 9)
     pa, pb = action_params(a, s), action_params(b, s[::-1])

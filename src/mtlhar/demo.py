@@ -20,7 +20,7 @@ SYNTH_QUICK = {"clips": 720, "frames": 16, "size": 64, "seed": 0}
 
 def demo_spec(quick: bool) -> StudySpec:
     train = {
-        "steps": 600,
+        "steps": 450,
         "batch_size": 32,
         "lr": 3e-3,
         "warmup_steps": 20,
@@ -31,7 +31,7 @@ def demo_spec(quick: bool) -> StudySpec:
         train.update(steps=150, eval_every=50, checkpoint_every=50, affinity_every=25)
     return StudySpec(
         name="demo-quick" if quick else "demo",
-        seeds=1 if quick else 2,
+        seeds=1 if quick else 3,
         test_splits=["test", "test_xdomain"],
         base={
             "data": {"frames": 8, "size": 64, "cache": True},
@@ -43,7 +43,10 @@ def demo_spec(quick: bool) -> StudySpec:
             {"name": "coarse", "column": "coarse"},
             {"name": "tempo", "column": "tempo", "role": "auxiliary"},
         ],
-        variants=[{"name": "mtl_equal", "balancer": {"name": "equal"}}],
+        variants=[
+            {"name": "mtl_equal", "balancer": {"name": "equal"}},
+            {"name": "mtl_uncertainty", "balancer": {"name": "uncertainty"}},
+        ],
     )
 
 

@@ -182,7 +182,7 @@ def evaluate_run(
 
     With another dataset, tasks are matched by name and must use the same label spaces (class names).
     """
-    from .train import prepare_data
+    from .train import make_dataset, prepare_data
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, tasks, cfg = load_run(run_dir, device=device)
@@ -193,22 +193,7 @@ def evaluate_run(
         raise DataError(
             f"{manifest.path}: none of the run's task columns {[t.column for t in tasks]} are in it"
         )
-    d = cfg.data
-    ds = ClipDataset(
-        manifest,
-        present,
-        split=split,
-        stream=d.stream,
-        frames=d.frames,
-        size=d.size,
-        sampler=d.sampler,
-        stride=d.stride,
-        train=False,
-        seed=cfg.train.seed,
-        cache=False,
-        frame_cache=d.frame_cache,
-        short_side=d.short_side,
-    )
+    ds = make_dataset(cfg, manifest, present, split, train=False, cache=False)
     res = evaluate_model(
         model, ds, present, device=device, batch_size=batch_size, with_confusion=True, keep_predictions=True
     )

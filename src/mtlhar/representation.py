@@ -69,6 +69,7 @@ def representation_quality(
 
     from .data.dataset import resolve_tasks
     from .evaluate import load_run
+    from .train import make_dataset
 
     device = torch.device("cpu")
     model, _, cfg = load_run(run_dir, device=device)
@@ -77,24 +78,9 @@ def representation_quality(
 
     probe_cfgs = [TaskConfig(**t) for t in task_cfgs if t.get("kind", "classification") == "classification"]
     tasks = resolve_tasks(probe_cfgs, manifest)
-    d = cfg.data
 
     def ds(split, train, seed=0):
-        return ClipDataset(
-            manifest,
-            tasks,
-            split=split,
-            stream=d.stream,
-            frames=d.frames,
-            size=d.size,
-            sampler=d.sampler,
-            stride=d.stride,
-            train=train,
-            seed=seed,
-            cache=False,
-            frame_cache=d.frame_cache,
-            short_side=d.short_side,
-        )
+        return make_dataset(cfg, manifest, tasks, split, train=train, seed=seed, cache=False)
 
     view_a = embed(model, ds(test_split, False), device=device)[0]
     view_b = embed(model, ds(test_split, True, seed=1), device=device)[0]  # other frames of the same clips
@@ -103,7 +89,9 @@ def representation_quality(
         "uniformity": float(uniformity(view_a)),
         "probe": {},
     }
-    train_x, train_y, train_m = embed(model, ds(d.train_split, False), device=device, max_clips=max_train)
+    train_x, train_y, train_m = embed(
+        model, ds(cfg.data.train_split, False), device=device, max_clips=max_train
+    )
     _, test_y, test_m = embed(model, ds(test_split, False), device=device)
     scaler = StandardScaler().fit(train_x.numpy())
     for t in tasks:

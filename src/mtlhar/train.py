@@ -84,7 +84,17 @@ def build_model(cfg: RunConfig, tasks: list[Task]) -> MultiTaskModel:
     return MultiTaskModel(build_encoder(cfg.model.encoder, **kwargs), tasks)
 
 
-def make_dataset(cfg: RunConfig, manifest: Manifest, tasks, split: str, *, train: bool) -> ClipDataset:
+def make_dataset(
+    cfg: RunConfig,
+    manifest: Manifest,
+    tasks,
+    split: str,
+    *,
+    train: bool,
+    seed: int | None = None,
+    cache: bool | None = None,
+) -> ClipDataset:
+    """The dataset of one split as the run's data config describes it (`seed`/`cache` override it)."""
     d = cfg.data
     return ClipDataset(
         manifest,
@@ -96,8 +106,8 @@ def make_dataset(cfg: RunConfig, manifest: Manifest, tasks, split: str, *, train
         sampler=d.sampler,
         stride=d.stride,
         train=train,
-        seed=cfg.train.seed,
-        cache=d.cache and d.frame_cache is None,
+        seed=cfg.train.seed if seed is None else seed,
+        cache=(d.cache and d.frame_cache is None) if cache is None else cache,
         frame_cache=d.frame_cache,
         short_side=d.short_side,
     )

@@ -9,7 +9,7 @@ with joints, visibility, person mask and exact optical flow.
     manifest = generate("data/synth", clips=2000, workers=2)
 """
 
-from .actions import COARSE_OF, FINE_ACTIONS, TEMPLATE_OF
+from .actions import COARSE_OF, FINE_ACTIONS, TEMPLATE_OF, TIME_ORDER_PAIRS
 from .background import DOMAINS
 from .scene import ClipSpec, Rendered, render_clip
 from .skeleton import JOINTS
@@ -23,6 +23,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "JOINTS",
     "TEMPLATE_OF",
+    "TIME_ORDER_PAIRS",
     "ClipSpec",
     "Rendered",
     "decode_video",

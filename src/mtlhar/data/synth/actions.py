@@ -327,6 +327,17 @@ ACTIONS: dict[str, Action] = {a.name: a for a in _BASE}
 FINE_ACTIONS: list[str] = [a.name for a in _BASE]
 COARSE_OF: dict[str, str] = {a.name: a.coarse for a in _BASE}
 TEMPLATE_OF: dict[str, str] = {a.name: a.template for a in _BASE}
+# Actions that differ only in time order (one is the time reversal of the other) or in direction: a model
+# must use motion, not one frame, to tell them apart.
+TIME_ORDER_PAIRS: list[tuple[str, str]] = [
+    ("sit_down", "stand_up"),
+    ("raise_arms", "lower_arms"),
+    ("turn_left", "turn_right"),
+    ("step_left", "step_right"),
+    ("pick_up", "put_down"),
+    ("push", "pull"),
+    ("throw", "catch"),
+]
 COARSE_ACTIONS: list[str] = list(dict.fromkeys(a.coarse for a in _BASE))
 OBJECT_ACTIONS: set[str] = {n for n in FINE_ACTIONS if "[something]" in TEMPLATE_OF[n]}
 

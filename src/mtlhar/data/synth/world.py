@@ -19,6 +19,7 @@ from .actions import (
     FINE_ACTIONS,
     OBJECT_ACTIONS,
     TEMPLATE_OF,
+    TIME_ORDER_PAIRS,
     action_params,
     caption_for,
 )
@@ -377,9 +378,9 @@ def readme(settings: dict, table: list[dict], subs: list[Subject]) -> str:
     lines += [f"| {a} | {COARSE_OF[a]} | {TEMPLATE_OF[a]} |" for a in FINE_ACTIONS]
     lines += [
         "",
-        "Time-order pairs (one is the exact time reversal of the other): sit_down/stand_up,",
-        "raise_arms/lower_arms, turn_left/turn_right, step_left/step_right, pick_up/put_down,",
-        "push/pull, throw/catch. Mirror pair: wave_left_hand/wave_right_hand.",
+        "Time-order pairs (one is the exact time reversal of the other): "
+        + ", ".join(f"{a}/{b}" for a, b in TIME_ORDER_PAIRS)
+        + ". Mirror pair: wave_left_hand/wave_right_hand.",
         "",
         "## Splits",
         "",
