@@ -109,17 +109,33 @@ def config(manifest: Path, *, frames: int, steps: int, column: str = "fine", see
     )
 
 
-def steps_for(manifest: Path, frames: int, minutes: float, work: Path) -> tuple[int, float]:
-    """Steps that fill `minutes` at the measured step rate: two probe runs (6 and 18 steps, one evaluation
-    each), whose training-loop times differ by 12 steps' worth (data loading and caching cancel out)."""
-    loop = []
-    for n in (6, 18):
-        cfg = config(manifest, frames=frames, steps=n)
-        cfg.train.eval_every = cfg.train.checkpoint_every = n
-        Trainer(cfg, work / f"probe_{frames}_{n}").fit()
-        loop.append(json.loads((work / f"probe_{frames}_{n}" / "summary.json").read_text())["wall_time_s"])
-    per_step = max((loop[1] - loop[0]) / 12, 1e-3)
-    return max(20, int(minutes * 60 / per_step)), per_step
+def steps_for(manifest: Path, frames: int, minutes: float) -> tuple[int, float]:
+    """Steps that fill `minutes`: the budget less the one-time decoding of the training clips (measured on
+    24 clips; later epochs read the in-memory cache), divided by the time of one training step of the
+    model on a batch of this shape (measured over 5 steps after 2 warm-up steps)."""
+    from mtlhar.data.manifest import Manifest
+    from mtlhar.train import build_model, make_dataset, resolve_tasks
+
+    cfg = config(manifest, frames=frames, steps=1)
+    m = Manifest.read(str(manifest))
+    tasks = resolve_tasks(cfg.tasks, m)
+    ds = make_dataset(cfg, m, tasks, "train", train=True, cache=False)
+    t0 = time.perf_counter()
+    batch = [ds[i] for i in range(24)]
+    decode = (time.perf_counter() - t0) / 24 * len(ds)
+    x = torch.stack([b["inputs"]["rgb"] for b in batch] + [batch[0]["inputs"]["rgb"]] * 8)  # batch of 32
+    model = build_model(cfg, tasks)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        loss = model({"rgb": x}).heads["fine"].output.logsumexp(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    per_step = float(np.median(times[2:]))
+    return max(20, int((minutes * 60 - decode) / per_step)), per_step
 
 
 def pair_accuracy(run: Path, split: str) -> tuple[float, float]:
@@ -190,7 +206,7 @@ def main() -> None:
             t0 = time.perf_counter()
             mpath = background_only(manifest, manifest.parent.with_name(manifest.parent.name + "-bgonly"))
             print(f"background-only videos written in {time.perf_counter() - t0:.0f}s")
-        steps, per_step = steps_for(mpath, frames, args.minutes, work)
+        steps, per_step = steps_for(mpath, frames, args.minutes)
         run = work / name
         t0 = time.perf_counter()
         cfg = config(mpath, frames=frames, steps=steps, column=column)
