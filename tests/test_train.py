@@ -204,3 +204,18 @@ def test_sequence_encoder_takes_its_channel_count_from_the_data(tmp_path):
     model, _, saved = load_run(tmp_path / "run")
     assert saved.model.encoder_args["in_channels"] == 5
     assert evaluate_run(tmp_path / "run", split="test")["metrics"]["trend"]["top1"] >= 0.9
+
+
+def test_shuffled_labels_negative_control(squares):
+    """args.shuffle_labels permutes a task's labels within each split: same counts, order broken, fixed."""
+    m = Manifest.read(squares)
+    cfgs = from_dict(RunConfig, square_config(squares)).tasks
+    plain = ClipDataset(m, resolve_tasks(cfgs[:1], m), split="train", frames=8, size=32)
+    cfgs[0].args = {"shuffle_labels": True}
+    shuffled = [
+        ClipDataset(m, resolve_tasks(cfgs[:1], m), split="train", frames=8, size=32) for _ in range(2)
+    ]
+    a = [int(lab["direction"][0]) for lab in plain.labels]
+    b, c = ([int(lab["direction"][0]) for lab in ds.labels] for ds in shuffled)
+    assert sorted(a) == sorted(b) and a != b
+    assert b == c

@@ -242,6 +242,11 @@ def _kinds() -> dict[str, TaskKind]:
 KINDS: dict[str, TaskKind] = _kinds()
 
 
+# Options every task kind takes: a negative control whose labels are permuted across the clips of each
+# split (`mtlhar.data.dataset.ClipDataset`), with the permutation's seed.
+COMMON_ARGS = {"shuffle_labels": False, "shuffle_seed": 0}
+
+
 def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "tasks") -> Task:
     """Resolve a TaskConfig into a Task, given the label space found in the data (if the config has none)."""
     kind = KINDS.get(cfg.kind)
@@ -270,13 +275,13 @@ def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "
         raise ConfigError(
             f"config key '{where}.metrics': {unknown} not available for {kind.name}; choose from {kind.default_metrics}"
         )
-    unknown_args = sorted(set(cfg.args) - set(kind.args))
+    unknown_args = sorted(set(cfg.args) - set(kind.args) - set(COMMON_ARGS))
     if unknown_args:
         raise ConfigError(
             f"config key '{where}.args': {unknown_args} not options of a {kind.name} task; "
-            f"allowed: {sorted(kind.args) or 'none'}"
+            f"allowed: {sorted(set(kind.args) | set(COMMON_ARGS))}"
         )
-    args = {**kind.args, **cfg.args}
+    args = {**kind.args, **{k: v for k, v in cfg.args.items() if k not in COMMON_ARGS or v}}
     if hasattr(kind, "check_args"):
         kind.check_args(args, f"{where}.args")
     main = cfg.main_metric or kind.default_main

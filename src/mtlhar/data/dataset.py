@@ -122,6 +122,18 @@ class ClipDataset(Dataset):
         for t in self.tasks:
             manifest.require_column(t.column, t.name)
         self.labels = [self._encode_row(i) for i in self.indices]
+        for t in self.tasks:
+            if t.args.get("shuffle_labels"):
+                self._shuffle_labels(t.name, int(t.args.get("shuffle_seed", 0)))
+
+    def _shuffle_labels(self, task: str, seed: int) -> None:
+        """Negative control: the task's labels permuted across the clips of this split (a fixed permutation
+        from `seed` and the split name), so that they keep their frequencies but say nothing about the input."""
+        key = [seed, *self.split.encode()]
+        perm = np.random.default_rng(key).permutation(len(self.labels))
+        values = [self.labels[j][task] for j in perm]
+        for lab, v in zip(self.labels, values):
+            lab[task] = v
 
     def _encode_row(self, row: int):
         where = self.manifest.where(row)
