@@ -329,3 +329,15 @@ def test_resume_with_a_stateful_balancer_is_bitwise_identical(squares, tmp_path,
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert repr(whole.balancer.state_dict()) == repr(resumed.balancer.state_dict())
+
+
+def test_static_weights_from_balancer_args_override_task_weights():
+    b = build_balancer(
+        "static", ["cls", "cap"], {"cls": 1.0, "cap": 1.0}, {"weights": {"cls": 0.1, "cap": 0.9}}
+    )
+    losses = {"cls": torch.tensor(2.0), "cap": torch.tensor(4.0)}
+    total, weights = b.combine(losses, {"cls": True, "cap": True}, 0)
+    assert weights == pytest.approx({"cls": 0.1, "cap": 0.9})
+    assert float(total) == pytest.approx(0.1 * 2 + 0.9 * 4)
+    with pytest.raises(ConfigError, match="not tasks"):
+        build_balancer("static", ["cls"], {}, {"weights": {"other": 1.0}})

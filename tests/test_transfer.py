@@ -113,3 +113,17 @@ def test_granularity_study_config_plans_five_sources(tmp_path):
     assert spec.seeds == 3 and spec.quick_seeds == 1
     with pytest.raises(ConfigError, match="transfer.probe"):
         T.check_transfer_spec({"target": {"name": "x"}, "probe": ["linear"]})
+
+
+def test_parent_outside_a_runs_tasks_is_dropped_for_that_run(tmp_path):
+    """A study task declaring a parent still gets its single-task baseline (the parent is not in it)."""
+    from mtlhar.study import StudySpec, plan_runs
+
+    spec = StudySpec(
+        name="h", base={}, tasks=[{"name": "fine", "parent": "coarse"}, {"name": "coarse"}], seeds=1
+    )
+    plan = {
+        r.name: r.config for r in plan_runs(spec, seeds=1, quick=False, manifest_path=str(tmp_path / "m.csv"))
+    }
+    assert [t.parent for t in plan["stl_fine_s0"].tasks] == [None]
+    assert [(t.name, t.parent) for t in plan["mtl_s0"].tasks] == [("fine", "coarse"), ("coarse", None)]

@@ -93,6 +93,15 @@ def plan_runs(spec: StudySpec, *, seeds: int, quick: bool, manifest_path: str) -
         if unknown:
             raise ConfigError(f"study variants.{i}.tasks: {unknown} are not tasks; tasks are {list(by_name)}")
         groups.append((name, {"tasks": [by_name[n] for n in names], **v}))
+    for (
+        _,
+        extra,
+    ) in groups:  # a declared parent outside a run's task set (e.g. STL baselines) is dropped there
+        names = {t["name"] for t in extra["tasks"]}
+        extra["tasks"] = [
+            {k: v for k, v in t.items() if k != "parent"} if t.get("parent") not in (None, *names) else t
+            for t in extra["tasks"]
+        ]
     plan = []
     for seed in range(seeds):
         for group, extra in groups:

@@ -46,21 +46,10 @@ PROBES = ("linear", "mlp", "finetune")
 
 
 def _dataset(cfg: RunConfig, src: RunConfig, manifest: Manifest, tasks, split: str, *, train: bool, seed=0):
-    d = src.data
-    return ClipDataset(
-        manifest,
-        tasks,
-        split=split,
-        stream=d.stream,
-        frames=d.frames,
-        size=d.size,
-        sampler=d.sampler,
-        stride=d.stride,
-        train=train,
-        seed=seed,
-        cache=cfg.data.cache,
-        short_side=d.short_side,
-    )
+    """The source run's input pipeline (stream, frames, size, sampler) over the target data."""
+    from .train import make_dataset
+
+    return make_dataset(src, manifest, tasks, split, train=train, seed=seed, cache=cfg.data.cache)
 
 
 def _file_hash(path: Path) -> str:

@@ -88,4 +88,6 @@ def build_balancer(
         unknown = sorted(set(args) - set(allowed))
         if unknown:
             raise ConfigError(f"balancer.args: unknown keys {unknown} for {name!r} (allowed: {allowed})")
+    if cls is StaticWeights:  # balancer.args.weights overrides the tasks' own `weight` fields
+        return cls(tasks, weights, override=args.pop("weights", None), **args)
     return cls(tasks, weights, **args)

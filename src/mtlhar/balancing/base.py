@@ -88,8 +88,14 @@ class EqualWeights(Balancer):
 class StaticWeights(Balancer):
     """Fixed lambda per task: the tasks' `weight` fields, or `balancer.args.weights` {task: lambda}."""
 
-    def __init__(self, tasks: Sequence[str], weights: Mapping[str, float] | None = None, **args):
-        override = args.pop("weights", None)
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        weights: Mapping[str, float] | None = None,
+        *,
+        override: Mapping[str, float] | None = None,
+        **args,
+    ):
         if args:
             raise ConfigError(f"balancer.args: unknown keys {sorted(args)} for 'static' (allowed: weights)")
         if override is not None:
