@@ -20,12 +20,13 @@ SYNTH_QUICK = {"clips": 720, "frames": 16, "size": 64, "seed": 0}
 
 def demo_spec(quick: bool) -> StudySpec:
     train = {
-        "steps": 450,
+        "steps": 600,
         "batch_size": 32,
         "lr": 3e-3,
         "warmup_steps": 20,
-        "eval_every": 100,
-        "checkpoint_every": 100,
+        "eval_every": 150,
+        "checkpoint_every": 150,
+        "affinity_every": 50,
     }
     if quick:
         train.update(steps=150, eval_every=50, checkpoint_every=50, affinity_every=25)
