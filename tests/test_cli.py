@@ -60,3 +60,11 @@ def test_data_inspect_and_cache_from_the_cli(tmp_path, capsys, squares):
     assert main(["data", "cache", str(squares), "--out", str(tmp_path / "cache"), "--short-side", "16"]) == 0
     assert "cached 48 videos" in capsys.readouterr().out
     assert main(["data", "convert", "nosuchformat", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_data_synth_rejects_bad_knobs_in_one_line(tmp_path, capsys):
+    from mtlhar.cli import main
+
+    assert main(["data", "synth", "--out", str(tmp_path / "s"), "--clips", "30", "--occlusion", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "occlusion" in err and "[0, 1]" in err and "Traceback" not in err

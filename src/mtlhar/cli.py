@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import MtlharError
+from .errors import ConfigError, MtlharError
 
 EXAMPLES = {
     "train": "mtlhar train configs/demo.yaml --set train.steps=300 --out runs/mtl",
@@ -137,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
         "--long-tail", type=float, default=None, help="imbalance ratio of the train split, e.g. 50"
     )
     s.add_argument("--composite", action="store_true", help="clips of 2-3 actions with a multi-label column")
+    s.add_argument("--occlusion", type=float, default=0.0, help="probability of an occluding box per clip")
+    s.add_argument("--distractors", type=float, default=0.0, help="probability of moving background blobs")
+    s.add_argument("--clutter", type=float, default=0.0, help="probability of static clutter shapes")
+    s.add_argument(
+        "--noise", type=float, default=None, help="sensor noise std in 8-bit levels (default: per domain)"
+    )
     s.add_argument("--codec", choices=["h264", "ffv1"], default="h264")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=1)
@@ -365,13 +371,20 @@ def _run(args) -> int:
             heldout_domain=args.heldout_domain,
             long_tail=args.long_tail,
             composite=args.composite,
+            occlusion=args.occlusion,
+            distractors=args.distractors,
+            clutter=args.clutter,
+            noise=args.noise,
             codec=args.codec,
             seed=args.seed,
             workers=args.workers,
         )
         if args.domains:
             kwargs["domains"] = tuple(args.domains)
-        path = synth.generate(args.out, progress=_bar("generating clips"), **kwargs)
+        try:
+            path = synth.generate(args.out, progress=_bar("generating clips"), **kwargs)
+        except ValueError as e:  # the generator's own checks of its settings
+            raise ConfigError(str(e)) from None
         print(f"wrote {path} ({sum(1 for _ in open(path)) - 1} clips); see {Path(args.out) / 'README.md'}")
         return 0
     raise AssertionError(args.command)

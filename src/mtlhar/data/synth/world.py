@@ -270,6 +270,13 @@ def generate(
         raise ValueError(f"codec must be one of {list(CODECS)}")
     if size % 2 or size < 16 or frames < 2:
         raise ValueError("size must be even and >= 16, frames >= 2")
+    for name, p in (("occlusion", occlusion), ("distractors", distractors), ("clutter", clutter)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} is a per-clip probability in [0, 1], got {p}")
+    if noise is not None and noise < 0:
+        raise ValueError(f"noise is a standard deviation in 8-bit levels (>= 0), got {noise}")
+    if long_tail is not None and long_tail < 1:
+        raise ValueError(f"long_tail is an imbalance ratio >= 1, got {long_tail}")
     settings = {
         "generator": GENERATOR_VERSION,
         "clips": clips,
@@ -398,6 +405,21 @@ def readme(settings: dict, table: list[dict], subs: list[Subject]) -> str:
         "Subjects of val/test are unseen in train; `test_xdomain` holds the test subjects rendered in",
         "the held-out visual domain. Fine classes per train split (min/max): "
         f"{min(counts.values(), default=0)}/{max(counts.values(), default=0)}.",
+        "",
+        "## Difficulty (measured for this generator version on the default settings)",
+        "",
+        "`python benchmarks/synth_difficulty.py` (3000 clips at 64 px, 16 frames; each model trained for a",
+        "5-minute budget on 2 CPU cores; chance 4.3%); figures from one run on generator `synth-1.1`:",
+        "",
+        "| model | test top-1 (unseen subjects) | held-out domain | time-order pairs top-1 |",
+        "| --- | --- | --- | --- |",
+        "| small 3D CNN, 8 frames (1883 steps) | 61.0% | 4.9% | 67.7% |",
+        "| same network, one frame per clip | 8.0% | 4.4% | 9.4% |",
+        "| 8 frames, figure and object hidden (background only) | 10.3% | 7.6% | 9.7% |",
+        "",
+        "Label independence (chi-square over train/val/test): fine vs subject Cramer's V 0.09 (p 0.68),",
+        "fine vs domain 0.10 (p 0.27), fine vs view 0.10 (p 0.26). The only relations by construction are",
+        "fine -> coarse, fine -> template and subject -> its attributes.",
         "",
         "## Domains",
         "",
