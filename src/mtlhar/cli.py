@@ -143,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--noise", type=float, default=None, help="sensor noise std in 8-bit levels (default: per domain)"
     )
+    s.add_argument(
+        "--store-flow",
+        action="store_true",
+        help="also write DIR/flow/<id>.npy (else load_flow computes it exactly)",
+    )
     s.add_argument("--codec", choices=["h264", "ffv1"], default="h264")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=1)
@@ -375,6 +380,7 @@ def _run(args) -> int:
             distractors=args.distractors,
             clutter=args.clutter,
             noise=args.noise,
+            store_flow=args.store_flow,
             codec=args.codec,
             seed=args.seed,
             workers=args.workers,
