@@ -62,6 +62,11 @@ def embed(model, dataset: ClipDataset, *, device, batch_size: int = 32, max_clip
 _DATASETS: dict[tuple, ClipDataset] = {}
 
 
+def release_representation_data() -> None:
+    """Drop the decoded clips that `representation_quality` keeps for the next run of a study."""
+    _DATASETS.clear()
+
+
 def representation_quality(
     run_dir: str | Path, task_cfgs: list[dict], *, test_split: str = "test", max_train: int = 1500
 ) -> dict:
