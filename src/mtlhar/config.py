@@ -42,7 +42,8 @@ class TaskConfig:
     dropout: float = 0.0
     label_smoothing: float = 0.0
     separator: str = "|"
-    args: dict[str, Any] = field(default_factory=dict)  # kind-specific options (caption, hierarchy)
+    args: dict[str, Any] = field(default_factory=dict)  # kind-specific options (caption, hierarchy, beta)
+    logit_adjust: float | None = None  # tau of the logit-adjusted loss (classification; training loss only)
 
 
 @dataclass
@@ -65,6 +66,20 @@ class DataConfig:
         None  # a folder built by `mtlhar data cache` (JPEG frames; read instead of decoding)
     )
     max_bad_fraction: float = 0.05
+    # training-clip augmentation (`mtlhar.data.transforms.AUGMENT_KEYS`): crop_scale, crop_ratio, flip,
+    # rotate_deg, jitter; {} = none
+    augment: dict[str, Any] = field(default_factory=dict)
+    test_clips: int = 1  # evaluation: temporal windows per clip, outputs averaged per clip
+    test_crops: int = 1  # evaluation: spatial crops per window (3: along the long side, 5: centre + corners)
+
+    def __post_init__(self) -> None:
+        from .data.transforms import check_augment  # beside the transforms it configures
+
+        check_augment(self.augment, "data.augment")
+        for key in ("test_clips", "test_crops"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"config key 'data.{key}': got {value!r}, expected an integer >= 1")
 
 
 @dataclass
@@ -103,6 +118,8 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     affinity_every: int = 0  # measure task affinity every N steps (0 = never)
+    sampler: Literal["random", "balanced"] = "random"  # data order of an epoch (balanced: by `balance_task`)
+    balance_task: str | None = None  # the classification task whose classes `sampler: balanced` equalises
 
 
 @dataclass
@@ -281,6 +298,7 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"config key 'tasks.{i}.parent': {t.parent!r} is not a task; tasks are {names}")
         if t.weight < 0:
             raise ConfigError(f"config key 'tasks.{i}.weight': must be >= 0, got {t.weight}")
+    check_sampler(cfg)
     if not any(t.role == "primary" for t in cfg.tasks):
         raise ConfigError("config key 'tasks': at least one task must have role 'primary'")
     if cfg.data.manifest is None and cfg.data.synth is None:
@@ -291,6 +309,22 @@ def validate(cfg: RunConfig) -> None:
         section = cfg.data if key == "frames" else cfg.train
         if getattr(section, key) < 1:
             raise ConfigError(f"config key '{'data' if key == 'frames' else 'train'}.{key}' must be >= 1")
+
+
+def check_sampler(cfg: RunConfig) -> None:
+    """`train.sampler: balanced` needs `train.balance_task` naming a single-label classification task."""
+    kinds = {t.name: t.kind for t in cfg.tasks}
+    if cfg.train.sampler == "balanced" and kinds.get(cfg.train.balance_task) != "classification":
+        single = [n for n, k in kinds.items() if k == "classification"]
+        raise ConfigError(
+            f"config key 'train.balance_task': got {cfg.train.balance_task!r}; with train.sampler 'balanced' it "
+            f"must name a single-label classification task, allowed values are {single}"
+        )
+    if cfg.train.sampler != "balanced" and cfg.train.balance_task is not None:
+        raise ConfigError(
+            f"config key 'train.balance_task': {cfg.train.balance_task!r} is only used with "
+            "train.sampler 'balanced' (allowed values of train.sampler: 'random', 'balanced')"
+        )
 
 
 def to_dict(cfg: Any) -> dict:

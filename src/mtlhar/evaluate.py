@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from . import metrics as M
 from .config import RunConfig, from_dict
-from .data.dataset import ClipDataset, collate
+from .data.dataset import ClipDataset, Views, collate
 from .data.manifest import Manifest
 from .errors import DataError
 from .tasks import Task, task_from_dict
@@ -38,15 +38,25 @@ def validation_score(metrics: dict, tasks: Sequence[Task]) -> float:
 def predict_outputs(
     model, dataset: ClipDataset, *, device, batch_size=32, num_workers=0, amp=False, amp_dtype=torch.bfloat16
 ) -> dict:
-    """Run the model over a dataset; returns per-task outputs, targets, masks (numpy) and ids."""
+    """Run the model over a dataset; returns per-task outputs, targets, masks (numpy) and ids.
+
+    A dataset with several views per clip (`dataset.views`: test_clips x test_crops) sends every view
+    through the model in the normal batches and returns one output per clip, averaged over its views
+    (`average_views`).
+    """
     model.eval()
+    views = getattr(dataset, "views", 1)
     loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers
+        dataset if views == 1 else Views(dataset),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=collate,
+        num_workers=num_workers,
     )
     outs: dict[str, list] = {t.name: [] for t in dataset.tasks}
     tgts: dict[str, list] = {t.name: [] for t in dataset.tasks}
     msks: dict[str, list] = {t.name: [] for t in dataset.tasks}
-    ids, bad = [], []
+    ids, rows, bad = [], [], []
     for batch in loader:
         bad += batch["meta"]["bad"]
         if batch["size"] == 0:
@@ -59,8 +69,67 @@ def predict_outputs(
             tgts[name].append(batch["targets"][name].numpy())
             msks[name].append(batch["mask"][name].numpy())
         ids += batch["meta"]["ids"]
+        rows += batch["meta"]["rows"]
     cat = lambda d: {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in d.items()}  # noqa: E731
-    return {"outputs": cat(outs), "targets": cat(tgts), "masks": cat(msks), "ids": ids, "bad": bad}
+    pred = {"outputs": cat(outs), "targets": cat(tgts), "masks": cat(msks), "ids": ids, "bad": bad}
+    if views > 1:
+        pred = _merge_views(pred, rows, dataset.tasks)
+    return pred
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+_EPS = 1e-12
+# How each kind averages its outputs over views: (into the averaging space, back to an output). The
+# mean of softmax probabilities comes back as its log, a logit whose softmax is that mean, so metrics,
+# decoding and saved predictions treat it like any other output.
+VIEW_MEANS = {
+    "classification": (_softmax, lambda p: np.log(np.maximum(p, _EPS))),
+    "multilabel": (
+        lambda z: 1 / (1 + np.exp(-z)),
+        lambda p: np.log(np.clip(p, _EPS, 1 - _EPS)) - np.log1p(-np.clip(p, _EPS, 1 - _EPS)),
+    ),
+    "regression": (lambda z: z, lambda z: z),
+}
+
+
+def average_views(task: Task, outputs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """One output per clip from the outputs of its views (rows `starts[i]` up to `starts[i + 1]`).
+
+    classification: mean softmax probabilities (returned as their log); multilabel: mean sigmoid
+    probabilities (returned as logits); regression: mean values; other kinds (captions): the first view.
+    A kind may define its own `average_views(task, outputs, starts)`.
+    """
+    own = getattr(task.spec, "average_views", None)
+    if own is not None:
+        return own(task, outputs, starts)
+    if task.kind not in VIEW_MEANS:
+        return outputs[starts]
+    to_space, back = VIEW_MEANS[task.kind]
+    values = to_space(outputs.astype(np.float64))
+    counts = np.diff(np.append(starts, len(outputs))).reshape(-1, *([1] * (outputs.ndim - 1)))
+    return back(np.add.reduceat(values, starts, axis=0) / counts).astype(outputs.dtype)
+
+
+def _merge_views(pred: dict, rows: list[int], tasks: Sequence[Task]) -> dict:
+    """Per-view predictions -> per-clip ones; the views of a clip are consecutive (`Views` order)."""
+    r = np.asarray(rows)
+    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]]) if len(r) else np.zeros(0, np.int64)
+    out = {"outputs": {}, "targets": {}, "masks": {}}
+    for t in tasks:
+        o = pred["outputs"][t.name]
+        out["outputs"][t.name] = average_views(t, o, starts) if len(starts) else o
+        for key in ("targets", "masks"):
+            out[key][t.name] = pred[key][t.name][starts] if len(starts) else pred[key][t.name]
+    seen, bad = set(), []
+    for b in pred["bad"]:  # a clip that cannot be read fails in every view: list it once
+        if b["id"] not in seen:
+            seen.add(b["id"])
+            bad.append({k: v for k, v in b.items() if k != "view"})
+    return {**out, "ids": [pred["ids"][s] for s in starts], "bad": bad}
 
 
 def metrics_from_outputs(pred: dict, tasks: Sequence[Task]) -> dict:
@@ -193,7 +262,7 @@ def evaluate_run(
         raise DataError(
             f"{manifest.path}: none of the run's task columns {[t.column for t in tasks]} are in it"
         )
-    ds = make_dataset(cfg, manifest, present, split, train=False, cache=False)
+    ds = make_dataset(cfg, manifest, present, split, train=False, cache=False, views=True)
     res = evaluate_model(
         model, ds, present, device=device, batch_size=batch_size, with_confusion=True, keep_predictions=True
     )

@@ -21,12 +21,54 @@ def _connected_zero(output: Tensor) -> Tensor:
     return output.sum() * 0.0
 
 
-def masked_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, *, label_smoothing: float = 0.0):
-    """logits [B, C], target [B] long (any value where masked), mask [B] bool."""
+def masked_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    class_weight: Tensor | None = None,
+    logit_offset: Tensor | None = None,
+):
+    """logits [B, C], target [B] long (any value where masked), mask [B] bool.
+
+    `class_weight` [C]: each sample's loss is multiplied by the weight of its true class (class-balanced
+    loss); the caller still divides by the labelled count, as Cui et al. do. `logit_offset` [C] is added to
+    the logits inside the loss only (logit adjustment); the model's outputs are untouched.
+    """
     safe_target = torch.where(mask, target, torch.zeros_like(target))
-    per = F.cross_entropy(logits.float(), safe_target, reduction="none", label_smoothing=label_smoothing)
+    z = logits.float()
+    if logit_offset is not None:
+        z = z + logit_offset.to(z.device, z.dtype)
+    per = F.cross_entropy(z, safe_target, reduction="none", label_smoothing=label_smoothing)
+    if class_weight is not None:
+        per = per * class_weight.to(per.device, per.dtype)[safe_target]
     m = mask.to(per.dtype)
     return (per * m).sum() + _connected_zero(logits), m.sum()
+
+
+def class_balanced_weights(counts, beta: float = 0.999) -> Tensor:
+    """Class-balanced weights of Cui et al. (2019) from per-class training counts.
+
+    w_c = (1 - beta) / (1 - beta ** n_c), the inverse "effective number" of samples of class c, normalised so
+    that the weights sum to the number of classes. A class absent from training (n_c = 0) is given n_c = 1
+    (the largest weight) rather than an infinite one. beta = 0 gives equal weights; beta -> 1 inverse frequency.
+    """
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"class-balanced beta must be in [0, 1), got {beta}")
+    n = torch.as_tensor(counts, dtype=torch.float64).clamp_min(1.0)
+    effective = (1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64), n)) / (1.0 - beta)
+    w = 1.0 / effective
+    return (w * len(n) / w.sum()).to(torch.float32)
+
+
+def logit_adjustment(counts, tau: float = 1.0) -> Tensor:
+    """tau * log(prior) per class (Menon et al. 2021), prior = training count / total count.
+
+    A class absent from training is counted once, so its offset stays finite.
+    """
+    n = torch.as_tensor(counts, dtype=torch.float64).clamp_min(1.0)
+    return (tau * torch.log(n / n.sum())).to(torch.float32)
 
 
 def masked_bce(logits: Tensor, target: Tensor, mask: Tensor):

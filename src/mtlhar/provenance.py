@@ -42,6 +42,22 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+FLOPS_METHOD = (
+    "torch.utils.flop_counter.FlopCounterMode, forward in eval mode of one clip of the run's input shape; "
+    "a multiply-add counts 2 FLOPs; element-wise ops (activations, norms, pooling) are not counted"
+)
+
+
+def count_flops(model, *args, **kwargs) -> int:
+    """FLOPs of one forward call `model(*args, **kwargs)` (no gradients), as FlopCounterMode counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(*args, **kwargs)
+    return int(counter.get_total_flops())
+
+
 def collect(*, seed: int, device: torch.device, manifest=None, splits=(), extra: dict | None = None) -> dict:
     info = {
         "mtlhar_version": mtlhar.__version__,

@@ -3,7 +3,8 @@
 - Per-clip scores: top-1 (correct or not) and MAE (absolute error) are means of per-clip values, so their
   95% intervals are bootstrapped over test clips x seeds: each resample draws seeds with replacement and,
   for those seeds, the same resampled clip indices (clips are paired across runs: every run of a study is
-  tested on the same clips). Other metrics (macro-F1, mAP...) get intervals over seeds only.
+  tested on the same clips). Other metrics (macro-F1, mAP...) get intervals over seeds only. In k-fold and
+  leave-one-subject-out studies the unit is a fold x seed run (`bootstrap_units_clips`).
 - delta_m gets its interval from the same paired resamples of the MTL run and its STL baselines.
 - MTL vs STL per task: a paired sign-flip permutation test on per-clip score differences averaged over
   seeds; p-values are Holm-corrected across every test of the study.
@@ -53,8 +54,32 @@ def bootstrap_seeds_clips(
     return out
 
 
+def bootstrap_units_clips(
+    scores: np.ndarray, valid: np.ndarray, *, n_resamples: int = 1000, seed: int = 0
+) -> np.ndarray:
+    """Bootstrap over units x clips when units were tested on different clips (fold x seed runs of a k-fold
+    or leave-one-subject-out study).
+
+    scores, valid: [U, N] over the union of test clips; a unit's clips outside its test fold are invalid.
+    Each resample draws units with replacement and clip columns with replacement; the statistic is the
+    mean over the drawn units of each unit's mean over its valid drawn clips (units with none drawn are
+    left out of that resample). Indices depend only on (`seed`, U, N), so two groups are paired.
+    """
+    u, n = scores.shape
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_resamples)
+    for b in range(n_resamples):
+        units = rng.integers(0, u, u)
+        clips = rng.integers(0, n, n)
+        sc, va = scores[np.ix_(units, clips)], valid[np.ix_(units, clips)]
+        counts = va.sum(1)
+        per_unit = (sc * va).sum(1)[counts > 0] / counts[counts > 0]
+        out[b] = per_unit.mean() if len(per_unit) else np.nan
+    return out  # NaN only for a resample in which no drawn unit has a drawn clip (`interval` skips it)
+
+
 def interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    lo, hi = np.quantile(samples, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
+    lo, hi = np.nanquantile(samples, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
     return float(lo), float(hi)
 
 

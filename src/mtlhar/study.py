@@ -16,7 +16,16 @@ variants:
   - {name: mtl_equal, balancer: {name: equal}}      # all tasks by default
   - {name: mtl_fine_tempo, tasks: [fine, tempo]}
 quick: {train: {steps: 100}}                        # overrides applied with --quick
+protocol: {kind: loso, group: subject}              # optional: group k-fold / leave-one-subject-out
 ```
+
+Protocols: without `protocol` (or with `kind: holdout`) the manifest's `split` column is used as it is.
+`{kind: kfold, k: 5, group: COLUMN}` and `{kind: loso, group: COLUMN}` re-split the rows of the train, val
+and test splits per fold (`mtlhar.data.splits.protocol_folds`): each fold's test split is one fold of groups,
+a validation split (about `val`, default 0.15, of the rest) is carved from the remaining groups, and every
+run is trained once per fold and seed (`<group>_f<fold>_s<seed>`). Fold manifests are written to
+OUT/folds/fold<k>/. Results aggregate over folds: the mean is over fold x seed runs, `std` is over folds
+(of the per-fold means over seeds), and intervals resample fold x seed units (and test clips within them).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +63,125 @@ class StudySpec:
     stl: bool = True
     transfer: dict[str, Any] | None = None  # frozen-encoder probes on a held-out target (mtlhar.transfer)
     quick_seeds: int | None = None  # seeds with --quick (default: `seeds`)
+    protocol: dict[str, Any] | None = None  # {kind: holdout | kfold | loso, k, group, val, seed, stratify}
+
+
+PROTOCOL_KINDS = ("holdout", "kfold", "loso")
+PROTOCOL_KEYS = {"kind", "k", "group", "val", "seed", "stratify"}
+
+
+def check_protocol(spec: StudySpec) -> dict[str, Any] | None:
+    """The study's split protocol with defaults filled in; None for the manifest's own splits (holdout)."""
+    if spec.protocol is None:
+        return None
+    p = dict(spec.protocol)
+    unknown = sorted(set(p) - PROTOCOL_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key 'protocol.{unknown[0]}'; allowed keys in protocol: {', '.join(sorted(PROTOCOL_KEYS))}"
+        )
+    kind = p.get("kind", "holdout")
+    if kind not in PROTOCOL_KINDS:
+        allowed = ", ".join(repr(k) for k in PROTOCOL_KINDS)
+        raise ConfigError(f"config key 'protocol.kind': got {kind!r}, allowed values are {allowed}")
+    if kind == "holdout":
+        extra = sorted(set(p) - {"kind"})
+        if extra:
+            raise ConfigError(f"config key 'protocol.{extra[0]}': not used by protocol kind 'holdout'")
+        return None
+    k = p.get("k", 5)
+    if kind == "kfold" and (isinstance(k, bool) or not isinstance(k, int) or k < 2):
+        raise ConfigError(f"config key 'protocol.k': got {k!r}, expected an integer >= 2")
+    if kind == "loso" and "k" in p:
+        raise ConfigError("config key 'protocol.k': not used by protocol kind 'loso' (one fold per group)")
+    val = p.get("val", 0.15)
+    if isinstance(val, bool) or not isinstance(val, int | float) or not 0 < val < 1:
+        raise ConfigError(f"config key 'protocol.val': got {val!r}, expected a fraction in (0, 1)")
+    seed = p.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"config key 'protocol.seed': got {seed!r}, expected an integer")
+    group = p.get("group", "group")
+    if not isinstance(group, str) or not group:
+        raise ConfigError(f"config key 'protocol.group': got {group!r}, expected a manifest column name")
+    if list(spec.test_splits) != ["test"]:
+        raise ConfigError(
+            f"config key 'test_splits': got {spec.test_splits!r}; with protocol kind {kind!r} each fold defines "
+            "the test split, allowed values are ['test']"
+        )
+    if spec.transfer:
+        raise ConfigError(f"config key 'transfer': not available with protocol kind {kind!r}; use 'holdout'")
+    out = {"kind": kind, "group": group, "val": float(val), "seed": seed, "stratify": p.get("stratify")}
+    if kind == "kfold":
+        out["k"] = k
+    return out
+
+
+def write_folds(protocol: dict, manifest: Manifest, out: Path) -> list[Path]:
+    """Write one manifest per fold under OUT/folds/fold<f>/ (only when its content changes, so a resumed
+    study keeps its manifest hashes) and OUT/folds/folds.json; returns the manifest paths."""
+    import csv
+    import io
+    import shutil
+
+    from .data.splits import protocol_folds
+
+    col = protocol["group"]
+    if col not in manifest.columns:
+        raise ConfigError(
+            f"config key 'protocol.group': column {col!r} is not in {manifest.path} "
+            f"(columns: {', '.join(manifest.columns)})"
+        )
+    strat = protocol.get("stratify")
+    if strat is not None and strat not in manifest.columns:
+        raise ConfigError(f"config key 'protocol.stratify': column {strat!r} is not in {manifest.path}")
+    pool = [i for i, r in enumerate(manifest.rows) if r.get("split", "train") in ("train", "val", "test")]
+    groups = [manifest.rows[i].get(col) or manifest.rows[i]["id"] for i in pool]
+    labels = [manifest.rows[i].get(strat, "") for i in pool] if strat else None
+    folds = protocol_folds(
+        groups,
+        kind=protocol["kind"],
+        k=protocol.get("k", 5),
+        val=protocol["val"],
+        labels=labels,
+        seed=protocol["seed"],
+    )
+    columns = list(manifest.columns) + ([] if "split" in manifest.columns else ["split"])
+    paths, info = [], []
+    for f, parts in enumerate(folds):
+        split_of = {}
+        for name, idx in zip(("train", "val", "test"), parts):
+            split_of.update({pool[j]: name for j in idx})
+        rows = [dict(r, split=split_of.get(i, r.get("split", ""))) for i, r in enumerate(manifest.rows)]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        folder = out / "folds" / f"fold{f}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "manifest.csv"
+        if not path.is_file() or path.read_text() != buf.getvalue():
+            tmp = folder / ".manifest.csv.tmp"
+            tmp.write_text(buf.getvalue())
+            tmp.replace(path)
+        for side in ("classes.json", "hierarchy.csv"):  # label spaces and hierarchy beside the manifest
+            src = manifest.path.parent / side
+            if src.is_file():
+                shutil.copyfile(src, folder / side)
+        paths.append(path)
+        info.append(
+            {
+                "fold": f,
+                "manifest": str(path),
+                **{
+                    f"{name}_groups": sorted({groups[j] for j in idx})
+                    for name, idx in zip(("train", "val", "test"), parts)
+                },
+                **{f"n_{name}": len(idx) for name, idx in zip(("train", "val", "test"), parts)},
+            }
+        )
+    (out / "folds").mkdir(parents=True, exist_ok=True)
+    (out / "folds" / "folds.json").write_text(json.dumps({"protocol": protocol, "folds": info}, indent=2))
+    return paths
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -74,12 +203,26 @@ class PlannedRun:
     group: str
     seed: int
     config: RunConfig
+    fold: int | None = None  # with a k-fold / leave-one-subject-out protocol
 
 
-def plan_runs(spec: StudySpec, *, seeds: int, quick: bool, manifest_path: str) -> list[PlannedRun]:
+def plan_runs(
+    spec: StudySpec,
+    *,
+    seeds: int,
+    quick: bool,
+    manifest_path: str,
+    folds: list[str] | None = None,
+    root: str | None = None,
+) -> list[PlannedRun]:
+    """Every run of the study: per seed (and per fold manifest in `folds`, data read from `root`), one
+    single-task run per primary task and every variant. Runs of a group are ordered (fold, seed), so the
+    i-th runs of two groups are paired."""
     base = _merge(spec.base, spec.quick) if quick else copy.deepcopy(spec.base)
     base.setdefault("data", {})["manifest"] = manifest_path
     base["data"].pop("synth", None)
+    if root is not None:
+        base["data"]["root"] = root
     by_name = {t["name"]: t for t in spec.tasks}
     primary = [t["name"] for t in spec.tasks if t.get("role", "primary") == "primary"]
     groups: list[tuple[str, dict]] = []
@@ -102,13 +245,23 @@ def plan_runs(spec: StudySpec, *, seeds: int, quick: bool, manifest_path: str) -
             {k: v for k, v in t.items() if k != "parent"} if t.get("parent") not in (None, *names) else t
             for t in extra["tasks"]
         ]
+    for _, extra in groups:  # balanced sampling by a task the run lacks (e.g. another STL baseline): random
+        train = extra.get("train") or {}
+        sampler = train.get("sampler", (base.get("train") or {}).get("sampler"))
+        task = train.get("balance_task", (base.get("train") or {}).get("balance_task"))
+        if sampler == "balanced" and task not in {t["name"] for t in extra["tasks"]}:
+            extra["train"] = {**train, "sampler": "random", "balance_task": None}
     plan = []
-    for seed in range(seeds):
-        for group, extra in groups:
-            cfg = _merge(base, extra)
-            cfg.setdefault("train", {})["seed"] = seed
-            cfg["name"] = f"{group}_s{seed}"
-            plan.append(PlannedRun(cfg["name"], group, seed, from_dict(RunConfig, cfg)))
+    for fold, fold_manifest in enumerate(folds) if folds else [(None, None)]:
+        for seed in range(seeds):
+            for group, extra in groups:
+                cfg = _merge(base, extra)
+                cfg.setdefault("train", {})["seed"] = seed
+                name = f"{group}_s{seed}" if fold is None else f"{group}_f{fold}_s{seed}"
+                cfg["name"] = name
+                if fold_manifest is not None:
+                    cfg["data"]["manifest"] = fold_manifest
+                plan.append(PlannedRun(name, group, seed, from_dict(RunConfig, cfg), fold))
     return plan
 
 
@@ -122,6 +275,7 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     seeds = seeds or (spec.quick_seeds if quick else None) or spec.seeds
     t0 = time.perf_counter()
+    protocol = check_protocol(spec)
     base_cfg = from_dict(RunConfig, {**_merge(spec.base, spec.quick if quick else {}), "tasks": spec.tasks})
     manifest = prepare_data(base_cfg)
     if spec.transfer:  # target classes are carved out before any source run is trained
@@ -131,8 +285,19 @@ def run_study(
         blank = [t.get("column") or t["name"] for t in spec.tasks]
         blank += [t["args"]["refs_column"] for t in spec.tasks if (t.get("args") or {}).get("refs_column")]
         manifest = prepare_holdout(spec.transfer, manifest, out, blank)
-    plan = plan_runs(spec, seeds=seeds, quick=quick, manifest_path=str(manifest.path))
-    log(f"study {spec.name}: {len(plan)} runs ({seeds} paired seed(s)) -> {out}")
+    folds = None
+    if protocol is not None:
+        folds = [str(p) for p in write_folds(protocol, manifest, out)]
+    plan = plan_runs(
+        spec,
+        seeds=seeds,
+        quick=quick,
+        manifest_path=str(manifest.path),
+        folds=folds,
+        root=str(manifest.root) if folds else None,
+    )
+    what = f"{seeds} paired seed(s)" + (f" x {len(folds)} {protocol['kind']} folds" if folds else "")
+    log(f"study {spec.name}: {len(plan)} runs ({what}) -> {out}")
     for i, run in enumerate(plan):
         run_dir = out / "runs" / run.name
         if (run_dir / "summary.json").is_file():
@@ -189,7 +354,12 @@ def summarise(
     primary = [n for n, t in task_specs.items() if t.get("role", "primary") == "primary"]
     summary, dm_summary, tests, resamples = [], [], [], {}
     per_run_metrics: dict[str, dict[str, dict]] = {}
+    folded = any(r.fold is not None for r in plan)
     for split in spec.test_splits:
+        clip_ids = None
+        if folded:  # the test clips differ between folds: units (fold x seed) are aligned on clip ids
+            ids = {i for r in plan for i in _load(out, r, split)[0]["ids"]}
+            clip_ids = {c: j for j, c in enumerate(sorted(ids))}
         for group, runs in groups.items():
             loaded = [_load(out, r, split) for r in runs]
             for r, (pred, tasks) in zip(runs, loaded):
@@ -210,30 +380,20 @@ def summarise(
                         "std": float(np.std(values)),
                         "n_seeds": len(values),
                     }
+                    if folded:
+                        entry.update(_fold_stats(runs, per_seed, metric))
+                    unit = "fold x seed units" if folded else "seeds"
                     if metric in stats.PER_CLIP:
-                        sc = np.stack(
-                            [
-                                stats.per_clip_scores(
-                                    task, p["outputs"][name], p["targets"][name], p["masks"][name]
-                                )[0]
-                                for p, _ in loaded
-                            ]
+                        sc, va = _clip_matrix(task, name, loaded, clip_ids)
+                        boot = (stats.bootstrap_units_clips if folded else stats.bootstrap_seeds_clips)(
+                            sc, va
                         )
-                        va = np.stack(
-                            [
-                                stats.per_clip_scores(
-                                    task, p["outputs"][name], p["targets"][name], p["masks"][name]
-                                )[1]
-                                for p, _ in loaded
-                            ]
-                        )
-                        boot = stats.bootstrap_seeds_clips(sc, va)
                         resamples[(split, group, name)] = (boot, sc, va)
                         entry["ci_lo"], entry["ci_hi"] = stats.interval(boot)
-                        entry["ci_method"] = "bootstrap over test clips x seeds"
+                        entry["ci_method"] = f"bootstrap over test clips x {unit}"
                     else:
                         entry["ci_lo"], entry["ci_hi"] = stats.seed_interval(values)
-                        entry["ci_method"] = "bootstrap over seeds"
+                        entry["ci_method"] = f"bootstrap over {unit}"
                     summary.append(entry)
         # delta_m and paired tests for each multi-task group against the single-task groups
         for group in groups:
@@ -276,6 +436,7 @@ def summarise(
                     "ci_hi": hi,
                     "n_seeds": len(seeds_dm),
                     "per_seed": seeds_dm,
+                    "unit": "fold x seed run" if folded else "seed",
                     "details": details,
                     "tasks": present,
                 }
@@ -285,7 +446,9 @@ def summarise(
                 _, ss, vs = resamples[(split, f"stl_{t}", t)]
                 both = vm & vs
                 diff = np.where(both, sm - ss, np.nan)
-                diff = np.nanmean(diff, axis=0)
+                with warnings.catch_warnings():  # clips labelled in no run stay NaN (skipped by the test)
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    diff = np.nanmean(diff, axis=0)
                 p = stats.sign_flip_test(diff)
                 tests.append(
                     {
@@ -338,12 +501,17 @@ def summarise(
             r.name: json.loads((out / "runs" / r.name / "provenance.json").read_text()) for r in plan
         },
         "compute": {r.name: _compute(out / "runs" / r.name) for r in plan},
+        "compute_method": "per run: optimiser steps, wall time, device, parameter count and forward FLOPs per "
+        "clip (torch.utils.flop_counter.FlopCounterMode, one clip of the run's input shape, eval mode; a "
+        "multiply-add counts 2)",
         "groups": {g: [r.name for r in rs] for g, rs in groups.items()},
         "settings": {
-            "seeds": len(next(iter(groups.values()))),
+            "seeds": len({r.seed for r in next(iter(groups.values()))}),
             "quick": quick,
             "test_splits": spec.test_splits,
+            "protocol": check_protocol(spec) or {"kind": "holdout"},
         },
+        **({"folds": json.loads((out / "folds" / "folds.json").read_text())["folds"]} if folded else {}),
         "wall_time_s": round(wall, 1),
     }
 
@@ -353,6 +521,42 @@ DELTA_M_CONVENTION = (
     "(mean over seeds), h_k = 1 if higher is better; lower is better (negative: multi-task beats single-task); "
     "baselines below 0.05 excluded; auxiliary tasks never counted"
 )
+
+
+def _clip_matrix(task: Task, name: str, loaded: list, clip_ids: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-clip scores and validity [runs, clips]. Without folds every run saw the same clips in the same
+    order; with folds each run fills the columns of its own test clips (the others are invalid)."""
+    per = [
+        stats.per_clip_scores(task, p["outputs"][name], p["targets"][name], p["masks"][name])
+        for p, _ in loaded
+    ]
+    if clip_ids is None:
+        return np.stack([sc for sc, _ in per]), np.stack([va for _, va in per])
+    sc = np.zeros((len(loaded), len(clip_ids)))
+    va = np.zeros((len(loaded), len(clip_ids)), dtype=bool)
+    for u, ((p, _), (s_, v_)) in enumerate(zip(loaded, per)):
+        cols = [clip_ids[c] for c in p["ids"]]
+        sc[u, cols], va[u, cols] = s_, v_
+    return sc, va
+
+
+def _fold_stats(runs: list[PlannedRun], per_run: list[dict], metric: str) -> dict:
+    """Mean and std over folds (of each fold's mean over seeds), and the spread over fold x seed units."""
+    by_fold: dict[int, list[float]] = {}
+    for r, m in zip(runs, per_run):
+        if metric in m:
+            by_fold.setdefault(r.fold, []).append(m[metric])
+    fold_means = [float(np.mean(v)) for _, v in sorted(by_fold.items())]
+    units = [v for vs in by_fold.values() for v in vs]
+    return {
+        "std": float(np.std(fold_means)),
+        "std_over": "folds (each fold's mean over seeds)",
+        "std_units": float(np.std(units)),
+        "per_fold": fold_means,
+        "n_folds": len(fold_means),
+        "n_seeds": len({r.seed for r in runs}),
+        "n_units": len(units),
+    }
 
 
 def _main(task_cfg: dict) -> str:
@@ -384,7 +588,16 @@ def _representation(groups: dict, out: Path) -> dict:
 def _compute(run_dir: Path) -> dict:
     s = json.loads((run_dir / "summary.json").read_text())
     return {
-        k: s.get(k) for k in ("steps", "wall_time_s", "device", "n_parameters", "best_step", "samples_seen")
+        k: s.get(k)
+        for k in (
+            "steps",
+            "wall_time_s",
+            "device",
+            "n_parameters",
+            "flops_per_clip",
+            "best_step",
+            "samples_seen",
+        )
     }
 
 

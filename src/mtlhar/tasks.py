@@ -22,7 +22,13 @@ from torch import Tensor
 from . import metrics as M
 from .config import TaskConfig
 from .errors import ConfigError, DataError
-from .objectives import masked_bce, masked_cross_entropy, masked_regression
+from .objectives import (
+    class_balanced_weights,
+    logit_adjustment,
+    masked_bce,
+    masked_cross_entropy,
+    masked_regression,
+)
 
 
 @dataclass
@@ -50,6 +56,8 @@ class Task:
     hierarchy: dict[str, Any] | None = (
         None  # on the finer task: {"parent": coarse task, "map": {fine: coarse}}
     )
+    logit_adjust: float | None = None  # tau: the training loss sees logits + tau * log(prior)
+    class_counts: list[int] | None = None  # per-class counts of the training split (saved with the run)
 
     @property
     def spec(self) -> TaskKind:
@@ -76,6 +84,7 @@ class Task:
         out["num_outputs"] = self.num_outputs
         out["num_classes"] = len(self.classes) if self.classes is not None else None
         out["hierarchy"] = self.hierarchy
+        out["class_counts"] = self.class_counts
         return out
 
 
@@ -113,7 +122,7 @@ class TaskKind:
 class Classification(TaskKind):
     name = "classification"
     default_loss = "ce"
-    losses = ("ce",)
+    losses = ("ce", "class_balanced")
     default_metrics = (
         "top1",
         "top5",
@@ -124,7 +133,16 @@ class Classification(TaskKind):
         "roc_auc",
     )
     default_main = "top1"
-    args = {"hierarchy": None}  # CSV mapping the finer task's classes to the coarser task's (see `parent`)
+    # hierarchy: CSV mapping the finer task's classes to the coarser task's (see `parent`);
+    # beta: of the class-balanced loss (`loss: class_balanced`, Cui et al. 2019)
+    args = {"hierarchy": None, "beta": 0.999}
+
+    def check_args(self, args, where):
+        beta = args.get("beta")
+        if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 <= beta < 1:
+            raise ConfigError(
+                f"config key '{where}.beta': got {beta!r}, allowed values are numbers in [0, 1)"
+            )
 
     def empty_target(self, task):
         return torch.tensor(0, dtype=torch.long), torch.tensor(False)
@@ -140,7 +158,21 @@ class Classification(TaskKind):
         return torch.tensor(idx, dtype=torch.long), torch.tensor(True)
 
     def loss(self, task, output, target, mask):
-        return masked_cross_entropy(output, target, mask, label_smoothing=task.label_smoothing)
+        weight = offset = None
+        if task.loss == "class_balanced":
+            weight = class_balanced_weights(
+                _train_counts(task, "loss: class_balanced"), task.args.get("beta", 0.999)
+            )
+        if task.logit_adjust:
+            offset = logit_adjustment(_train_counts(task, "logit_adjust"), task.logit_adjust)
+        return masked_cross_entropy(
+            output,
+            target,
+            mask,
+            label_smoothing=task.label_smoothing,
+            class_weight=weight,
+            logit_offset=offset,
+        )
 
     def compute_metrics(self, task, output, target, mask):
         res = M.classification_metrics(output, target, mask, num_classes=len(task.classes))
@@ -153,6 +185,29 @@ class Classification(TaskKind):
             [(task.classes[i], float(p)) for p, i in zip(ps.tolist(), ix.tolist())]
             for ps, ix in zip(top.values, top.indices)
         ]
+
+
+def _train_counts(task: Task, what: str) -> list[int]:
+    if task.class_counts is None:
+        raise ConfigError(
+            f"task '{task.name}': {what} needs the class counts of the training split; the trainer sets them "
+            "(`mtlhar.tasks.fit_class_counts`) before the first step"
+        )
+    return task.class_counts
+
+
+def fit_class_counts(tasks: list[Task], labels: list[dict]) -> None:
+    """Store on every single-label classification task its per-class counts among `labels` (the encoded
+    labels of the training split: {task: (target, mask)} per clip); unlabelled clips are not counted."""
+    for t in tasks:
+        if t.kind != "classification":
+            continue
+        counts = [0] * len(t.classes)
+        for lab in labels:
+            target, mask = lab[t.name]
+            if bool(mask.all()):
+                counts[int(target)] += 1
+        t.class_counts = counts
 
 
 class MultiLabel(TaskKind):
@@ -243,8 +298,9 @@ KINDS: dict[str, TaskKind] = _kinds()
 
 
 # Options every task kind takes: a negative control whose labels are permuted across the clips of each
-# split (`mtlhar.data.dataset.ClipDataset`), with the permutation's seed.
-COMMON_ARGS = {"shuffle_labels": False, "shuffle_seed": 0}
+# split (`mtlhar.data.dataset.ClipDataset`), with the permutation's seed; and the class-name pairs that
+# trade places when a clip is flipped (`flip_swap`, checked by `mtlhar.data.transforms.flip_permutations`).
+COMMON_ARGS = {"shuffle_labels": False, "shuffle_seed": 0, "flip_swap": None}
 
 
 def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "tasks") -> Task:
@@ -284,6 +340,17 @@ def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "
     args = {**kind.args, **{k: v for k, v in cfg.args.items() if k not in COMMON_ARGS or v}}
     if hasattr(kind, "check_args"):
         kind.check_args(args, f"{where}.args")
+    if cfg.logit_adjust is not None:
+        if kind.name != "classification":
+            raise ConfigError(
+                f"config key '{where}.logit_adjust': only single-label classification tasks take it "
+                f"(task '{cfg.name}' is {kind.name!r}); allowed kinds: 'classification'"
+            )
+        if not 0 <= cfg.logit_adjust < math.inf:
+            raise ConfigError(
+                f"config key '{where}.logit_adjust': got {cfg.logit_adjust!r}, allowed values are finite "
+                "numbers >= 0 (tau; 1.0 is the usual choice)"
+            )
     main = cfg.main_metric or kind.default_main
     if main not in metrics:
         raise ConfigError(
@@ -308,6 +375,7 @@ def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "
         label_smoothing=cfg.label_smoothing,
         separator=cfg.separator,
         args=args,
+        logit_adjust=cfg.logit_adjust,
     )
 
 

@@ -26,13 +26,13 @@ from torch.utils.data import DataLoader
 
 from . import distributed, provenance
 from .balancing import build_balancer
-from .config import RunConfig, dump_yaml, to_dict
+from .config import RunConfig, check_sampler, dump_yaml, to_dict
 from .data.dataset import ClipDataset, collate, resolve_tasks
 from .data.manifest import Manifest
 from .errors import ConfigError, TooManyBadSamples
 from .evaluate import evaluate_model, validation_score
 from .models import MultiTaskModel, build_encoder
-from .tasks import Task
+from .tasks import Task, fit_class_counts
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -93,9 +93,16 @@ def make_dataset(
     train: bool,
     seed: int | None = None,
     cache: bool | None = None,
+    views: bool | None = None,
 ) -> ClipDataset:
-    """The dataset of one split as the run's data config describes it (`seed`/`cache` override it)."""
+    """The dataset of one split as the run's data config describes it (`seed`/`cache` override it).
+
+    Training sets get `data.augment`. Evaluation sets are read as `data.test_clips` x `data.test_crops`
+    views when `views` is true; by default every split but the validation split (validation during
+    training stays one view per clip, so it costs no more than before).
+    """
     d = cfg.data
+    multi = (split != d.val_split) if views is None else views
     return ClipDataset(
         manifest,
         tasks,
@@ -110,6 +117,9 @@ def make_dataset(
         cache=(d.cache and d.frame_cache is None) if cache is None else cache,
         frame_cache=d.frame_cache,
         short_side=d.short_side,
+        augment=d.augment if train else None,
+        test_clips=d.test_clips if multi and not train else 1,
+        test_crops=d.test_crops if multi and not train else 1,
     )
 
 
@@ -161,6 +171,15 @@ class Trainer:
             raise ConfigError(
                 f"train.batch_size {t.batch_size} is larger than the training split ({len(self.train_set)} samples)"
             )
+        # class counts of the training split only: class-balanced loss, logit adjustment (saved with the run)
+        fit_class_counts(self.tasks, self.train_set.labels)
+        check_sampler(cfg)
+        self.balance_labels = None
+        if t.sampler == "balanced":
+            name = t.balance_task
+            self.balance_labels = [
+                int(lab[name][0]) if bool(lab[name][1].all()) else -1 for lab in self.train_set.labels
+            ]
         seed_everything(t.seed)
         if (
             cfg.model.encoder == "sequence"
@@ -268,8 +287,11 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------
     def _epoch_order(self, epoch: int) -> list[list[int]]:
         g = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + epoch)
-        perm = torch.randperm(len(self.train_set), generator=g).tolist()
         b = self.cfg.train.batch_size
+        if self.balance_labels is not None:
+            perm = balanced_indices(self.balance_labels, self.n_train_batches * b, g)
+        else:
+            perm = torch.randperm(len(self.train_set), generator=g).tolist()
         batches = [perm[i * b : (i + 1) * b] for i in range(self.n_train_batches)]
         return [batch[self.dist.rank :: self.dist.world] for batch in batches]
 
@@ -423,7 +445,11 @@ class Trainer:
             device=self.device,
             manifest=self.manifest,
             splits=[cfg.data.train_split, cfg.data.val_split],
-            extra={"n_parameters": sum(p.numel() for p in self.model.parameters())},
+            extra={
+                "n_parameters": sum(p.numel() for p in self.model.parameters()),
+                "flops_per_clip": self._flops_per_clip(),
+                "flops_method": provenance.FLOPS_METHOD,
+            },
         )
         prov["world_size"] = self.dist.world
         from torch.utils.tensorboard import SummaryWriter
@@ -525,6 +551,7 @@ class Trainer:
             "samples_seen": self.state["samples_seen"],
             "device": provenance.device_name(self.device),
             "n_parameters": prov["n_parameters"],
+            "flops_per_clip": prov["flops_per_clip"],
             "val_metrics": self.state.get("best_val_metrics", {}),
         }
         if main:
@@ -538,6 +565,22 @@ class Trainer:
             self.state["wall_time_s"],
             self.state["bad"],
         )
+
+    def _flops_per_clip(self) -> int | None:
+        """Forward FLOPs of the model (eval mode) on one clip of the run's input shape (the first readable
+        validation clip, else training clip); None when no clip can be read. Touches no random state."""
+        for ds in (self.val_set, self.train_set):
+            for i in range(min(len(ds), 8)):
+                sample = ds[i]
+                if "bad" not in sample:
+                    batch = self._to_device(collate([sample]))
+                    was_training = self.model.training
+                    self.model.eval()
+                    try:
+                        return provenance.count_flops(self.model, batch["inputs"], mode="eval")
+                    finally:
+                        self.model.train(was_training)
+        return None
 
     def _record_bad(self, bad: list, n_samples: int) -> None:
         known = {b["id"] for b in self.state["bad"]}
@@ -586,6 +629,22 @@ class Trainer:
                 log(f"early stop at step {step}: no validation improvement in {patience} evaluations")
             return True
         return False
+
+
+def balanced_indices(labels: list[int], n: int, generator: torch.Generator) -> list[int]:
+    """`n` training positions drawn with replacement so that every class present in `labels` (class index
+    per clip, -1 = unlabelled, never drawn) is equally likely, and clips uniformly within their class.
+    Depends only on `labels`, `n` and the generator's seed (the trainer seeds it from (seed, epoch))."""
+    lab = torch.as_tensor(labels, dtype=torch.long)
+    labelled = lab >= 0
+    if not bool(labelled.any()):
+        raise ConfigError(
+            "train.sampler 'balanced': no clip of the training split has a label of train.balance_task"
+        )
+    counts = torch.bincount(lab[labelled])
+    weights = torch.zeros(len(lab), dtype=torch.float64)
+    weights[labelled] = 1.0 / counts[lab[labelled]].double()
+    return torch.multinomial(weights, n, replacement=True, generator=generator).tolist()
 
 
 class _Discard:

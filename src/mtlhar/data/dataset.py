@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from ..tasks import Task
 from .manifest import Manifest
+from .transforms import augment_clip, check_augment, crop_origin, flip_permutations, flip_targets
 from .video import read_video, sample_indices
 
 STREAMS = {
@@ -30,14 +31,20 @@ STREAMS = {
 
 
 def resize_clip(
-    clip: np.ndarray, size: int, *, short_side: int | None = None, rng: np.random.Generator | None = None
+    clip: np.ndarray,
+    size: int,
+    *,
+    short_side: int | None = None,
+    rng: np.random.Generator | None = None,
+    crop: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> uint8 [3, T, size, size].
 
     The short side is resized to `short_side` (default `size`) unless it already has that length, then a
-    `size` x `size` crop is taken: centred, or at a random position drawn from `rng` (training). With a
-    frame cache built at short side 128 and `size` 112 this is the usual "128, crop 112" recipe with no
-    resampling at all in the loader.
+    `size` x `size` crop is taken: centred, at a random position drawn from `rng` (training), or test crop
+    `crop = (index, count)` of multi-view testing (`transforms.crop_origin`). With a frame cache built at
+    short side 128 and `size` 112 this is the usual "128, crop 112" recipe with no resampling at all in the
+    loader.
     """
     x = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2)  # [3, T, H, W]
     target = short_side or size
@@ -50,7 +57,9 @@ def resize_clip(
         )
         x = y.round().clamp(0, 255).to(torch.uint8).transpose(0, 1)
         h, w = nh, nw
-    if rng is None:
+    if crop is not None:
+        top, left = crop_origin(crop[0], crop[1], h, w, size)
+    elif rng is None:
         top, left = (h - size) // 2, (w - size) // 2
     else:
         top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
@@ -86,8 +95,28 @@ def _load_array(path) -> np.ndarray:
     return arr
 
 
+class _Window:
+    """Stands in for the Generator of `sample_indices` with one fixed draw `frac` in [0, 1): temporal window
+    `j` of `K` of multi-view testing uses `(j + 0.5) / K`, so the windows are evenly spaced and fixed."""
+
+    def __init__(self, frac: float):
+        self.frac = frac
+
+    def random(self, k: int) -> np.ndarray:
+        return np.full(k, self.frac)
+
+    def integers(self, low: int, high: int) -> int:
+        return low + round(self.frac * (high - 1 - low))
+
+
 class ClipDataset(Dataset):
-    """Clips of one split of a manifest, with targets and masks for every task."""
+    """Clips of one split of a manifest, with targets and masks for every task.
+
+    Training samples (`train=True`) get `augment` (see `mtlhar.data.transforms`; None or {} = none) with
+    one set of parameters per clip drawn from (seed, epoch, row); a flipped clip's targets swap the classes
+    its tasks declare in `args.flip_swap`. Evaluation samples can be read as `test_clips` temporal windows x
+    `test_crops` spatial crops (`views`, `view_item`, `Views`); `mtlhar.evaluate` averages their outputs.
+    """
 
     def __init__(
         self,
@@ -105,15 +134,24 @@ class ClipDataset(Dataset):
         cache: bool = False,
         frame_cache: str | None = None,
         short_side: int | None = None,
+        augment: dict | None = None,
+        test_clips: int = 1,
+        test_crops: int = 1,
     ):
         if stream not in STREAMS:
             raise DataError(f"unknown input stream {stream!r}; available: {sorted(STREAMS)}")
+        if test_clips < 1 or test_crops < 1:
+            raise ValueError(f"test_clips and test_crops must be >= 1, got {test_clips} and {test_crops}")
+        self.augment = check_augment(augment)
+        self.test_clips, self.test_crops = test_clips, test_crops if stream == "rgb" else 1
+        self.flip_perms = flip_permutations(tasks)  # checked even with flipping off: a typo fails early
         self.manifest, self.tasks, self.split = manifest, list(tasks), split
         self.stream, self.frames, self.size, self.short_side = stream, frames, size, short_side
         self.sampler, self.stride, self.train, self.seed = sampler, stride, train, seed
         self.indices = manifest.indices(split)
         self.epoch = 0
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self._last: tuple[int, np.ndarray] | None = None  # the views of one clip decode it once
         self.frame_cache = None
         if frame_cache is not None:
             from .frame_cache import FrameCache
@@ -155,9 +193,16 @@ class ClipDataset(Dataset):
     def labelled_counts(self) -> dict[str, int]:
         return {t.name: int(sum(bool(lab[t.name][1].all()) for lab in self.labels)) for t in self.tasks}
 
+    @property
+    def views(self) -> int:
+        """Views per clip at evaluation (1 for training sets): test_clips x test_crops."""
+        return 1 if self.train else self.test_clips * self.test_crops
+
     def _read(self, row: int) -> np.ndarray:
         if self.cache is not None and row in self.cache:
             return self.cache[row]
+        if self._last is not None and self._last[0] == row:
+            return self._last[1]
         cells = self.manifest.rows[row]
         if self.stream == "rgb":
             start = float(cells["start"]) if cells.get("start") else None
@@ -174,6 +219,8 @@ class ClipDataset(Dataset):
             data = self._read_pose(cells)
         if self.cache is not None:
             self.cache[row] = data
+        elif self.views > 1:
+            self._last = (row, data)
         return data
 
     def _read_pose(self, cells) -> np.ndarray:
@@ -185,34 +232,76 @@ class ClipDataset(Dataset):
             size = float(z["size"]) if "size" in z.files else float(self.size)
         return (joints / size - 0.5).reshape(joints.shape[0], -1)
 
-    def _from_frame_cache(self, i: int, row: int, meta: dict, rng) -> dict:
-        """Read only the sampled frames (JPEG) from the frame cache instead of decoding the video."""
-        from .frame_cache import _key
+    def _frames(self, row: int, pick) -> np.ndarray:
+        """The sampled frames (or steps) of a row; `pick` is the Generator (training), a `_Window` or None."""
+        if self.frame_cache is not None and self.stream == "rgb":
+            from .frame_cache import _key  # read only the sampled frames (JPEG) instead of decoding
 
-        key = _key(self.manifest.rows[row])
-        idx = sample_indices(
-            self.frame_cache.n_frames(key), self.frames, mode=self.sampler, stride=self.stride, rng=rng
-        )
-        frames = self.frame_cache.read(key, idx.tolist())
-        clip = resize_clip(frames, self.size, short_side=self.short_side, rng=rng)
-        return _sample_dict({self.stream: clip}, self.labels[i], meta)
+            key = _key(self.manifest.rows[row])
+            n = self.frame_cache.n_frames(key)
+            idx = sample_indices(n, self.frames, mode=self.sampler, stride=self.stride, rng=pick)
+            return self.frame_cache.read(key, idx.tolist())
+        data = self._read(row)
+        idx = sample_indices(len(data), self.frames, mode=self.sampler, stride=self.stride, rng=pick)
+        return data[idx]
 
-    def __getitem__(self, i: int) -> dict:
+    def _rgb(self, frames: np.ndarray, rng, crop) -> tuple[torch.Tensor, bool]:
+        """uint8 [T, H, W, 3] -> ([3, T, size, size], flipped). With `augment.crop_scale` the random box is
+        taken on the frames as read and resized straight to `size` (no short-side resize first)."""
+        if rng is None or self.augment is None:
+            return resize_clip(frames, self.size, short_side=self.short_side, rng=rng, crop=crop), False
+        if self.augment["crop_scale"] is not None:
+            clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)
+        else:
+            clip = resize_clip(frames, self.size, short_side=self.short_side, rng=rng)
+        clip, params = augment_clip(clip, rng, self.augment, self.size)
+        return clip, params.flip
+
+    def _item(self, i: int, view: int | None) -> dict:
         row = self.indices[i]
         meta = {"id": self.manifest.rows[row]["id"], "row": row}
+        rng = np.random.default_rng([self.seed, self.epoch, row]) if self.train else None
+        window = crop = None
+        if view is not None and not self.train:
+            meta["view"] = view
+            j, c = divmod(view, self.test_crops)
+            window = _Window((j + 0.5) / self.test_clips) if self.test_clips > 1 else None
+            crop = (c, self.test_crops) if self.test_crops > 1 else None
+        flipped = False
         try:
-            rng = np.random.default_rng([self.seed, self.epoch, row]) if self.train else None
-            if self.frame_cache is not None and self.stream == "rgb":
-                return self._from_frame_cache(i, row, meta, rng)
-            data = self._read(row)
-            idx = sample_indices(len(data), self.frames, mode=self.sampler, stride=self.stride, rng=rng)
+            frames = self._frames(row, rng if rng is not None else window)
             if self.stream == "rgb":
-                x = resize_clip(data[idx], self.size, short_side=self.short_side or self.size, rng=rng)
+                x, flipped = self._rgb(frames, rng, crop)
             else:
-                x = torch.from_numpy(np.ascontiguousarray(data[idx]))
+                x = torch.from_numpy(np.ascontiguousarray(frames))
         except DataError as e:
             return {"bad": {**meta, "path": self.manifest.rows[row].get("path", ""), "reason": str(e)}}
-        return _sample_dict({self.stream: x}, self.labels[i], meta)
+        labels = self.labels[i]
+        if flipped and self.flip_perms:
+            targets = flip_targets({k: v[0] for k, v in labels.items()}, True, self.flip_perms)
+            labels = {k: (targets[k], v[1]) for k, v in labels.items()}
+        return _sample_dict({self.stream: x}, labels, meta)
+
+    def __getitem__(self, i: int) -> dict:
+        return self._item(i, None)
+
+    def view_item(self, i: int, view: int) -> dict:
+        """View `view` (of `self.views`) of clip `i`: temporal window `view // test_crops`, spatial crop
+        `view % test_crops`; deterministic."""
+        return self._item(i, view)
+
+
+class Views(Dataset):
+    """Every view of every clip of an evaluation dataset, in order: clip 0's views, then clip 1's, ..."""
+
+    def __init__(self, dataset: ClipDataset):
+        self.dataset, self.views = dataset, dataset.views
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.views
+
+    def __getitem__(self, j: int) -> dict:
+        return self.dataset.view_item(j // self.views, j % self.views)
 
 
 def _sample_dict(x, labels, meta) -> dict:

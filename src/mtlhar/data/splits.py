@@ -6,6 +6,7 @@ arrays. They are deterministic for a given seed.
     train, test = holdout_by_group(groups, test_size=0.2, labels=labels, seed=0)
     for train, test in kfold_by_group(groups, k=5): ...
     for group, train, test in leave_one_group_out(groups): ...
+    for train, val, test in protocol_folds(groups, kind="loso", val=0.15): ...   # study protocols
     assign_splits(table.rows, val=0.1, test=0.2, label_column="action")   # fills the `split` column
 """
 
@@ -108,6 +109,43 @@ def leave_one_group_out(groups: Sequence[str]) -> Iterator[tuple[str, np.ndarray
     idx = np.arange(len(codes))
     for i, name in enumerate(names):
         yield name, idx[codes != i], idx[codes == i]
+
+
+def protocol_folds(
+    groups: Sequence[str],
+    *,
+    kind: str = "kfold",
+    k: int = 5,
+    val: float = 0.15,
+    labels: Sequence[str] | None = None,
+    seed: int = 0,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(train, val, test) indices of every fold of a group-aware protocol.
+
+    `kind` "kfold": `kfold_by_group` with `k` folds; "loso": `leave_one_group_out` (one group per fold).
+    The test part of each fold is one fold of groups (so every group is tested exactly once); the
+    validation part holds about `val` of the remaining samples, whole groups only (`holdout_by_group`,
+    seeded per fold), and the rest is train. No group is ever in two parts of a fold.
+    """
+    if kind == "kfold":
+        pairs = kfold_by_group(groups, k, labels=labels, seed=seed)
+    elif kind == "loso":
+        pairs = [(train, test) for _, train, test in leave_one_group_out(groups)]
+        if len(pairs) < 3:
+            raise DataError(
+                f"leave-one-group-out needs at least 3 groups (test, val, train); found {len(pairs)}"
+            )
+    else:
+        raise DataError(f"protocol kind {kind!r}: use 'kfold' or 'loso'")
+    folds = []
+    for f, (rest, test) in enumerate(pairs):
+        sub = [groups[i] for i in rest]
+        sub_labels = [labels[i] for i in rest] if labels is not None else None
+        if len(set(map(str, sub))) < 2:
+            raise DataError(f"fold {f}: only one group left besides the test fold, none for validation")
+        tr, va = holdout_by_group(sub, test_size=val, labels=sub_labels, seed=seed + 1 + f)
+        folds.append((rest[tr], rest[va], test))
+    return folds
 
 
 def assign_splits(

@@ -319,6 +319,7 @@ def compute_rows(data: StudyData) -> list[dict]:
                     "wall_time_s": c.get("wall_time_s"),
                     "samples_seen": c.get("samples_seen"),
                     "n_parameters": c.get("n_parameters"),
+                    "gflops_per_clip": c["flops_per_clip"] / 1e9 if c.get("flops_per_clip") else None,
                     "device": c.get("device") or "",
                 }
             )
