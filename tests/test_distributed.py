@@ -3,15 +3,19 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 
 from conftest import square_config
 
 
-def test_ddp_under_torchrun_two_cpu_processes(tmp_path, squares):
-    """`torchrun -m mtlhar train` with 2 gloo processes: one run directory, rank 0 writes it."""
+@pytest.mark.parametrize("balancer", ["equal", "pcgrad"])
+def test_ddp_under_torchrun_two_cpu_processes(tmp_path, squares, balancer):
+    """`torchrun -m mtlhar train` with 2 gloo processes: one run directory, rank 0 writes it; a gradient
+    method (PCGrad on the shared representation) runs under DDP too."""
     cfg = square_config(squares, steps=4, eval_every=2, checkpoint_every=2)
+    cfg["balancer"] = {"name": balancer}
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"

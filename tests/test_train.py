@@ -219,3 +219,25 @@ def test_shuffled_labels_negative_control(squares):
     b, c = ([int(lab["direction"][0]) for lab in ds.labels] for ds in shuffled)
     assert sorted(a) == sorted(b) and a != b
     assert b == c
+
+
+def test_lr_schedules():
+    from mtlhar.train import lr_factor
+
+    def cfg(**train):
+        return from_dict(
+            RunConfig, {"tasks": [{"name": "a", "column": "a"}], "train": {"steps": 100, **train}}
+        )
+
+    wsd = cfg(schedule="wsd", warmup_steps=10, decay_fraction=0.2)
+    assert lr_factor(wsd, 0) == pytest.approx(0.1)  # warming up
+    assert [lr_factor(wsd, s) for s in (10, 50, 80)] == [1.0, 1.0, 1.0]  # stable until the last 20%
+    assert lr_factor(wsd, 90) == pytest.approx(0.5)  # half-way through the cosine decay
+    assert lr_factor(wsd, 100) == pytest.approx(0.0)
+    cos = cfg(schedule="cosine")
+    assert lr_factor(cos, 50) == pytest.approx(0.5) and lr_factor(cos, 0) == 1.0
+    assert lr_factor(cfg(schedule="constant"), 99) == 1.0
+    step = cfg(schedule="step", step_milestones=[30, 60], step_gamma=0.1)
+    assert [lr_factor(step, s) for s in (0, 30, 60)] == pytest.approx([1.0, 0.1, 0.01])
+    with pytest.raises(ConfigError, match=r"'train\.decay_fraction': got 0"):
+        cfg(schedule="wsd", decay_fraction=0)

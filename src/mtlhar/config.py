@@ -103,8 +103,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     optimizer: Literal["adamw", "sgd"] = "adamw"
     momentum: float = 0.9
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    schedule: Literal["cosine", "step", "constant", "wsd"] = "cosine"
     warmup_steps: int = 0
+    decay_fraction: float = 0.2  # wsd: the last fraction of the steps decays (cosine) to zero
     step_milestones: list[int] = field(default_factory=list)
     step_gamma: float = 0.1
     accumulate: int = 1
@@ -120,6 +121,12 @@ class TrainConfig:
     affinity_every: int = 0  # measure task affinity every N steps (0 = never)
     sampler: Literal["random", "balanced"] = "random"  # data order of an epoch (balanced: by `balance_task`)
     balance_task: str | None = None  # the classification task whose classes `sampler: balanced` equalises
+
+    def __post_init__(self) -> None:
+        if isinstance(self.decay_fraction, bool) or not 0 < self.decay_fraction <= 1:
+            raise ConfigError(
+                f"config key 'train.decay_fraction': got {self.decay_fraction!r}, allowed values are numbers in (0, 1]"
+            )
 
 
 @dataclass

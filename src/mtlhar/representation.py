@@ -109,7 +109,7 @@ def representation_quality(
             _DATASETS[key] = make_dataset(cfg, manifest, tasks, split, train=train, seed=seed, cache=True)
         return _DATASETS[key]
 
-    view_a = embed(model, ds(test_split, False), device=device)[0]
+    view_a, test_y, test_m = embed(model, ds(test_split, False), device=device)
     view_b = embed(model, ds(test_split, True, seed=1), device=device)[0]  # other frames of the same clips
     res = {
         "alignment": float(alignment(view_a, view_b)),
@@ -119,7 +119,6 @@ def representation_quality(
     train_x, train_y, train_m = embed(
         model, ds(cfg.data.train_split, False), device=device, max_clips=max_train
     )
-    _, test_y, test_m = embed(model, ds(test_split, False), device=device)
     scaler = StandardScaler().fit(train_x.numpy())
     for t in tasks:
         tm, em = train_m[t.name].bool().reshape(-1), test_m[t.name].bool().reshape(-1)

@@ -130,6 +130,10 @@ def lr_factor(cfg: RunConfig, step: int) -> float:
     if t.schedule == "cosine":
         progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if t.schedule == "wsd":  # warmup, stable (constant), then a cosine decay over the last fraction
+        decay = max(1, round(t.decay_fraction * t.steps))
+        progress = (step - (t.steps - decay)) / decay
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
     if t.schedule == "step":
         return t.step_gamma ** sum(step >= m for m in t.step_milestones)
     return 1.0
