@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import shutil
 
 import pytest
@@ -241,3 +242,34 @@ def test_lr_schedules():
     assert [lr_factor(step, s) for s in (0, 30, 60)] == pytest.approx([1.0, 0.1, 0.01])
     with pytest.raises(ConfigError, match=r"'train\.decay_fraction': got 0"):
         cfg(schedule="wsd", decay_fraction=0)
+
+
+def test_datasets_of_a_process_share_decoded_clips(squares, tmp_path, monkeypatch):
+    """Runs of a study decode each clip once: a second dataset over the same files reads from the shared
+    store; a file rewritten in place is decoded again; samples are writable copies."""
+    import mtlhar.data.dataset as D
+
+    root = _copy_dataset(squares, tmp_path)
+    manifest = Manifest.read(root)
+    tasks = resolve_tasks(cfg_of(root).tasks, manifest)
+    calls = []
+    real = D.read_video
+    monkeypatch.setattr(D, "read_video", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    D.release_decoded_clips()
+    first = ClipDataset(manifest, tasks, split="train", size=32, cache=True)
+    for i in range(len(first)):
+        first[i]
+    assert len(calls) == len(first)
+    again = ClipDataset(manifest, tasks, split="train", size=32, cache=True, train=True, seed=3)
+    x = again[0]["inputs"]["rgb"]
+    x += 1  # writable, and the store is untouched
+    assert len(calls) == len(first)
+    path = manifest.resolve(manifest.rows[again.indices[0]]["path"])
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # rewritten in place
+    again[0]
+    assert len(calls) == len(first) + 1
+    uncached = ClipDataset(manifest, tasks, split="train", size=32, cache=False)
+    uncached[0]
+    assert len(calls) == len(first) + 2
+    D.release_decoded_clips()
+    assert D.DECODED.nbytes == 0

@@ -59,14 +59,6 @@ def embed(model, dataset: ClipDataset, *, device, batch_size: int = 32, max_clip
     )
 
 
-_DATASETS: dict[tuple, ClipDataset] = {}
-
-
-def release_representation_data() -> None:
-    """Drop the decoded clips that `representation_quality` keeps for the next run of a study."""
-    _DATASETS.clear()
-
-
 def representation_quality(
     run_dir: str | Path, task_cfgs: list[dict], *, test_split: str = "test", max_train: int = 1500
 ) -> dict:
@@ -87,27 +79,8 @@ def representation_quality(
     probe_cfgs = [TaskConfig(**t) for t in task_cfgs if t.get("kind", "classification") == "classification"]
     tasks = resolve_tasks(probe_cfgs, manifest)
 
-    def ds(split, train, seed=0):
-        # runs of one study share their data settings: decode each clip once for all of them (in memory)
-        d = cfg.data
-        key = (
-            str(manifest.path),
-            d.stream,
-            d.frames,
-            d.size,
-            d.short_side,
-            d.sampler,
-            d.stride,
-            split,
-            train,
-            seed,
-            tuple((t.name, t.column) for t in tasks),
-        )
-        if key not in _DATASETS:
-            while len(_DATASETS) >= 4:  # the views of one data setting (train, test, test re-sampled)
-                _DATASETS.pop(next(iter(_DATASETS)))
-            _DATASETS[key] = make_dataset(cfg, manifest, tasks, split, train=train, seed=seed, cache=True)
-        return _DATASETS[key]
+    def ds(split, train, seed=0):  # decoded clips are shared with the other runs (`DecodedClips`)
+        return make_dataset(cfg, manifest, tasks, split, train=train, seed=seed, cache=True)
 
     view_a, test_y, test_m = embed(model, ds(test_split, False), device=device)
     view_b = embed(model, ds(test_split, True, seed=1), device=device)[0]  # other frames of the same clips

@@ -44,10 +44,11 @@ from . import metrics as M
 from . import stats
 from .affinity import summarise_affinity
 from .config import RunConfig, from_dict, load_yaml
+from .data.dataset import release_decoded_clips
 from .data.manifest import Manifest
 from .errors import ConfigError
 from .evaluate import evaluate_run, load_predictions
-from .representation import release_representation_data, representation_quality
+from .representation import representation_quality
 from .tasks import Task, task_from_dict
 
 
@@ -319,7 +320,7 @@ def run_study(
         if not path.is_file():
             rq = representation_quality(out / "runs" / run.name, spec.tasks, test_split=spec.test_splits[0])
             path.write_text(json.dumps(rq, indent=2))
-    release_representation_data()  # the decoded clips shared by the runs' measurements
+    release_decoded_clips()  # the decoded clips shared by the runs, their evaluations and measurements
     results = summarise(spec, plan, out, manifest, time.perf_counter() - t0, quick=quick)
     if spec.transfer:
         from .transfer import study_transfer, transfer_question

@@ -9,6 +9,7 @@ bad, `collate` drops it from the batch and lists it in `batch["meta"]["bad"]`, a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,6 +22,41 @@ from ..tasks import Task
 from .manifest import Manifest
 from .transforms import augment_clip, check_augment, crop_origin, flip_permutations, flip_targets
 from .video import read_video, sample_indices
+
+
+class DecodedClips:
+    """Decoded (and resized) clips shared by every dataset of this process that has `cache: true`.
+
+    The runs of a study or the demo, their evaluations and the representation measurements read the same
+    clips many times: each clip is decoded once per process. Keyed by the resolved file, segment, stream and
+    the resize target. Bounded: once `MTLHAR_DECODED_CACHE_GB` (default 4) is held, further clips are decoded
+    on every read instead of evicting others (no thrashing). Arrays are read-only; samples copy out of them.
+    """
+
+    def __init__(self, limit_bytes: int):
+        self.limit, self.nbytes, self.store = limit_bytes, 0, {}
+
+    def get(self, key):
+        return self.store.get(key)
+
+    def put(self, key, data: np.ndarray) -> None:
+        if self.nbytes + data.nbytes <= self.limit:
+            data.flags.writeable = False
+            self.store[key] = data
+            self.nbytes += data.nbytes
+
+    def clear(self) -> None:
+        self.store.clear()
+        self.nbytes = 0
+
+
+DECODED = DecodedClips(int(float(os.environ.get("MTLHAR_DECODED_CACHE_GB", "4")) * 2**30))
+
+
+def release_decoded_clips() -> None:
+    """Drop the clips held by the process-wide decoded-clip store (`DecodedClips`)."""
+    DECODED.clear()
+
 
 STREAMS = {
     "rgb": "video file at `path`, decoded with PyAV -> uint8 [3, T, H, W]",
@@ -150,7 +186,7 @@ class ClipDataset(Dataset):
         self.sampler, self.stride, self.train, self.seed = sampler, stride, train, seed
         self.indices = manifest.indices(split)
         self.epoch = 0
-        self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.cache = cache  # decoded clips go to the process-wide store `DECODED`
         self._last: tuple[int, np.ndarray] | None = None  # the views of one clip decode it once
         self.frame_cache = None
         if frame_cache is not None:
@@ -199,11 +235,22 @@ class ClipDataset(Dataset):
         return 1 if self.train else self.test_clips * self.test_crops
 
     def _read(self, row: int) -> np.ndarray:
-        if self.cache is not None and row in self.cache:
-            return self.cache[row]
+        cells = self.manifest.rows[row]
+        key = None
+        if self.cache:
+            path = self.manifest.resolve(cells.get("pose", "") if self.stream == "pose" else cells["path"])
+            try:  # a file rewritten in place is decoded again
+                st = path.stat()
+            except OSError:
+                st = None
+            seg = (cells.get("start"), cells.get("end"))
+            stamp = (st.st_mtime_ns, st.st_size) if st else None
+            key = (str(path), stamp, seg, self.stream, self.short_side, self.size)
+            data = DECODED.get(key)
+            if data is not None:
+                return data
         if self._last is not None and self._last[0] == row:
             return self._last[1]
-        cells = self.manifest.rows[row]
         if self.stream == "rgb":
             start = float(cells["start"]) if cells.get("start") else None
             end = float(cells["end"]) if cells.get("end") else None
@@ -217,9 +264,9 @@ class ClipDataset(Dataset):
             data = _load_array(self.manifest.resolve(cells["path"]))
         else:
             data = self._read_pose(cells)
-        if self.cache is not None:
-            self.cache[row] = data
-        elif self.views > 1:
+        if key is not None:
+            DECODED.put(key, data)
+        if self.views > 1:
             self._last = (row, data)
         return data
 
