@@ -273,3 +273,31 @@ def test_datasets_of_a_process_share_decoded_clips(squares, tmp_path, monkeypatc
     assert len(calls) == len(first) + 2
     D.release_decoded_clips()
     assert D.DECODED.nbytes == 0
+
+
+def test_temporal_args_from_the_config(squares, tmp_path):
+    """A head's temporal module takes its options from `temporal_args`; unknown ones name the task and key,
+    and the saved run rebuilds the same module."""
+    cfg = cfg_of(squares, steps=2, eval_every=2, checkpoint_every=2)
+    cfg.tasks[0].tap, cfg.tasks[0].temporal, cfg.tasks[0].temporal_args = (
+        "frames",
+        "subevents",
+        {"filters": 3},
+    )
+    trainer = Trainer(cfg, tmp_path / "r")
+    head = trainer.model.heads["direction"]
+    assert head.temporal.n == 3 and head.mlp[-1].in_features == 3 * head.temporal.out_dim // 3
+    trainer.fit(log=None)
+    model, tasks, _ = load_run(tmp_path / "r")
+    assert model.heads["direction"].temporal.n == 3
+    bad = cfg_of(squares, steps=2)
+    bad.tasks[0].tap, bad.tasks[0].temporal, bad.tasks[0].temporal_args = (
+        "frames",
+        "subevents",
+        {"filtres": 3},
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"task 'direction': temporal_args: 'subevents' takes no argument 'filtres'.*filters",
+    ):
+        Trainer(bad, tmp_path / "bad")

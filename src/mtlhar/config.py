@@ -38,6 +38,7 @@ class TaskConfig:
     parent: str | None = None
     tap: str = "pooled"
     temporal: TemporalName = "mean"
+    temporal_args: dict[str, Any] = field(default_factory=dict)  # e.g. {filters: 8} for subevents
     hidden: int = 0
     dropout: float = 0.0
     label_smoothing: float = 0.0

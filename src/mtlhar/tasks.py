@@ -48,6 +48,7 @@ class Task:
     parent: str | None = None
     tap: str = "pooled"
     temporal: str = "mean"
+    temporal_args: dict[str, Any] = field(default_factory=dict)
     hidden: int = 0
     dropout: float = 0.0
     label_smoothing: float = 0.0
@@ -370,6 +371,7 @@ def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "
         parent=cfg.parent,
         tap=cfg.tap,
         temporal=cfg.temporal,
+        temporal_args=dict(cfg.temporal_args),
         hidden=cfg.hidden,
         dropout=cfg.dropout,
         label_smoothing=cfg.label_smoothing,

@@ -25,7 +25,11 @@ class Head(nn.Module):
         super().__init__()
         self.layout = layout
         self.temporal = (
-            build_temporal(task.temporal, tap_dim) if layout in ("map", "sequence") else nn.Identity()
+            build_temporal(
+                task.temporal, tap_dim, where=f"task '{task.name}': temporal_args", **task.temporal_args
+            )
+            if layout in ("map", "sequence")
+            else nn.Identity()
         )
         layers: list[nn.Module] = []
         dim = getattr(self.temporal, "out_dim", tap_dim)  # a temporal module may change the size

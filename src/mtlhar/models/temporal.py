@@ -250,15 +250,26 @@ TEMPORAL: dict[str, type[nn.Module]] = {
 }
 
 
-def build_temporal(name: str, dim: int, **kwargs) -> nn.Module:
-    """A temporal module by alias, for features of size `dim`; kwargs go to its constructor."""
+def build_temporal(name: str, dim: int, *, where: str = "temporal module", **kwargs) -> nn.Module:
+    """A temporal module by alias, for features of size `dim`; kwargs go to its constructor (`where` names
+    them in errors)."""
     if name not in TEMPORAL:
         from ..errors import ConfigError
 
         raise ConfigError(f"temporal module {name!r} does not exist; choose from {sorted(TEMPORAL)}")
-    try:
-        return TEMPORAL[name](dim=dim, **kwargs)
-    except TypeError as e:
+    import inspect
+
+    allowed = [p for p in inspect.signature(TEMPORAL[name]).parameters if p != "dim"]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
         from ..errors import ConfigError
 
-        raise ConfigError(f"temporal module {name!r}: {e}") from None
+        raise ConfigError(
+            f"{where}: {name!r} takes no argument {', '.join(map(repr, unknown))}; allowed: {allowed or 'none'}"
+        )
+    try:
+        return TEMPORAL[name](dim=dim, **kwargs)
+    except (TypeError, ValueError) as e:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{where}: temporal module {name!r}: {e}") from None
