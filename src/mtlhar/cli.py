@@ -196,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mtlhar {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted (a run can continue with --resume)", file=sys.stderr)
         return 130

@@ -35,13 +35,28 @@ def _pretrained() -> dict[str, str]:
     return {k: f"{v} ({note})" for k, v in PRETRAINED.items()}
 
 
+def _temporal() -> dict[str, str]:
+    import inspect
+
+    out = {}
+    for k, v in TEMPORAL.items():
+        doc = (v.__doc__ or k).strip().split("\n")[0]
+        args = [
+            f"{p.name}={p.default!r}"
+            for p in inspect.signature(v).parameters.values()
+            if p.name != "dim" and p.default is not inspect.Parameter.empty
+        ]
+        out[k] = f"{doc} (temporal_args: {', '.join(args)})" if args else doc
+    return out
+
+
 def info() -> dict:
+    from .data.transforms import AUGMENT_KEYS
+
     return {
         "version": mtlhar.__version__,
         "encoders": {k: v[1] for k, v in ENCODERS.items()},
-        "temporal_modules": {
-            k: (v.__doc__ or k).strip().split("\n")[0] if v.__doc__ else k for k, v in TEMPORAL.items()
-        },
+        "temporal_modules": _temporal(),
         "task_kinds": {
             k: f"loss {'/'.join(v.losses)}; metrics {', '.join(v.default_metrics)}" for k, v in KINDS.items()
         },
@@ -49,6 +64,10 @@ def info() -> dict:
         "cross_task_terms": {
             "hierarchy_consistency": "KL (or CE) between fine probabilities summed per group and the coarse head"
         },
+        "schedules": "cosine, step, constant, wsd (warm-up, stable, cosine decay over train.decay_fraction)",
+        "long_tail": "loss: class_balanced (args.beta), logit_adjust: tau, train.sampler: balanced",
+        "augment": ", ".join(AUGMENT_KEYS) + " (data.augment; clip-consistent; flip_swap label rules)",
+        "study_protocols": "fixed splits; protocol: {kind: kfold, k, group} | {kind: loso, group}",
         "input_streams": dict(STREAMS),
         "dataset_formats": dataset_formats(),
         "frame_cache": "JPEG frames in shards with an index (`mtlhar data cache`; data.frame_cache in a config)",
