@@ -73,3 +73,22 @@ def test_local_torchvision_weights_load(tmp_path):
     torch.save(ref.state_dict(), path)
     enc = build_encoder("r3d_18", weights=str(path))
     assert torch.equal(enc.layer4[0].conv1[0].weight, ref.layer4[0].conv1[0].weight)
+
+
+def test_small3d_rgb_difference_input_sees_motion_only_in_its_extra_channels():
+    """`rgb_diff`: the stem's extra input channels carry frame differences: on a static clip they are zero
+    (their weights do not matter); on a moving clip they do. `spatial_pool: max` takes the spatial max."""
+    torch.manual_seed(0)
+    enc = build_encoder("small3d", width=4, rgb_diff=True, spatial_pool="max").eval()
+    stem = enc.stages[0][0]
+    assert stem.in_channels == 6
+    static = torch.randint(0, 255, (2, 3, 1, 32, 32), dtype=torch.uint8).repeat(1, 1, 8, 1, 1)
+    moving = torch.randint(0, 255, (2, 3, 8, 32, 32), dtype=torch.uint8)
+    before = [enc(x)["pooled"] for x in (static, moving)]
+    with torch.no_grad():
+        stem.weight[:, 3:] += 1.0  # only the difference channels' weights
+    after = [enc(x)["pooled"] for x in (static, moving)]
+    assert torch.allclose(before[0], after[0]) and not torch.allclose(before[1], after[1])
+    out = enc(moving)
+    last = out["stage4"]
+    assert torch.equal(out["frames"], last.amax(dim=(3, 4)).transpose(1, 2))

@@ -123,6 +123,16 @@ def make_dataset(
     )
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where `amp: auto` autocasts:
+    measured ~2x faster training steps for the demo's small3d on a 2-core AVX512-BF16 machine. Elsewhere
+    bfloat16 is emulated and slower, so `auto` stays in float32."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older torch without the probes
+        return False
+
+
 def lr_factor(cfg: RunConfig, step: int) -> float:
     t = cfg.train
     if t.warmup_steps and step < t.warmup_steps:
@@ -214,7 +224,7 @@ class Trainer:
             self.opt.add_param_group({"params": self.balancer.parameters(), "weight_decay": 0.0})
         self.cross_terms = self._build_cross_terms()
         use_cuda = self.device.type == "cuda"
-        self.amp = (t.amp == "on") or (t.amp == "auto" and use_cuda)
+        self.amp = (t.amp == "on") or (t.amp == "auto" and (use_cuda or cpu_has_native_bf16()))
         self.amp_dtype = (
             torch.bfloat16 if (use_cuda and torch.cuda.is_bf16_supported()) or not use_cuda else torch.float16
         )
@@ -453,6 +463,7 @@ class Trainer:
                 "n_parameters": sum(p.numel() for p in self.model.parameters()),
                 "flops_per_clip": self._flops_per_clip(),
                 "flops_method": provenance.FLOPS_METHOD,
+                "amp": str(self.amp_dtype).removeprefix("torch.") if self.amp else "off",
             },
         )
         prov["world_size"] = self.dist.world

@@ -56,21 +56,29 @@ class Small3DCNN(nn.Module):
     """A small 3D CNN fit for CPU training on small clips (e.g. 8 x 64 x 64).
 
     Four stages of 3x3x3 convolutions (the stem is 3x5x5) with BatchNorm and ReLU; space is downsampled
-    at every stage and time once, so that motion is mixed across frames before pooling.
+    at every stage and time once, so that motion is mixed across frames before pooling. `rgb_diff`: the
+    stem also sees the differences between consecutive normalised frames (TSN's RGB-difference input:
+    static background and appearance cancel, moving limbs stand out).
     """
 
     def __init__(
-        self, *, width: int = 24, stream: str = "rgb", in_channels: int = 3, spatial_pool: str = "mean"
+        self,
+        *,
+        width: int = 24,
+        stream: str = "rgb",
+        in_channels: int = 3,
+        spatial_pool: str = "mean",
+        rgb_diff: bool = False,
     ):
         super().__init__()
         if spatial_pool not in ("mean", "max"):
             raise ValueError(f"spatial_pool must be 'mean' or 'max', got {spatial_pool!r}")
-        self.stream, self.spatial_pool = stream, spatial_pool
+        self.stream, self.spatial_pool, self.rgb_diff = stream, spatial_pool, bool(rgb_diff)
         w = [width, width * 2, width * 4, width * 6]
         self.normalize = Normalize()
         self.stages = nn.ModuleList(
             [
-                _conv_bn(in_channels, w[0], (3, 5, 5), (1, 2, 2)),
+                _conv_bn(in_channels * (2 if rgb_diff else 1), w[0], (3, 5, 5), (1, 2, 2)),
                 _conv_bn(w[0], w[1], (3, 3, 3), (1, 2, 2)),
                 _conv_bn(w[1], w[2], (3, 3, 3), (2, 2, 2)),
                 _conv_bn(w[2], w[3], (3, 3, 3), (1, 2, 2)),
@@ -82,6 +90,9 @@ class Small3DCNN(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.normalize(x)
+        if self.rgb_diff:  # [B, C, T, H, W]: frame t - frame t-1 (zero for the first frame)
+            diff = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, 1:] - x[:, :, :-1]], dim=2)
+            x = torch.cat([x, diff], dim=1)
         maps = {}
         for i, stage in enumerate(self.stages):
             x = stage(x)
