@@ -253,3 +253,40 @@ class _Check(HTMLParser):
         a = dict(attrs)
         if a.get("id") == "render-check" and "data-images" in a:
             self.check = {k: v or "" for k, v in a.items()}
+
+
+def test_transfer_section_shows_every_source_with_its_interval(tmp_path, study):
+    """A study with a `transfer` list (the granularity study) gets a transfer table and chart; one without
+    gets neither (the report of `report` fixture has no transfer section)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(study, copy, ignore=shutil.ignore_patterns("report", "tb", "last.pt"))
+    results = json.loads((copy / "results.json").read_text())
+    entry = {"target": "held_out", "split": "test", "std": 0.01, "n_seeds": 3, "ci_method": "bootstrap"}
+    results["transfer"] = [
+        {
+            **entry,
+            "source": "coarse_src",
+            "probe": "linear",
+            "metric": "top1",
+            "mean": 0.417,
+            "ci_lo": 0.39,
+            "ci_hi": 0.44,
+        },
+        {
+            **entry,
+            "source": "fine_src",
+            "probe": "linear",
+            "metric": "top1",
+            "mean": 0.5044,
+            "ci_lo": 0.48,
+            "ci_hi": 0.53,
+        },
+        {**entry, "source": "fine_src", "probe": "linear", "metric": "macro_f1", "mean": 0.321},
+    ]
+    results["transfer_answer"] = {"claim": "finer source tasks give better transfer features", "by_probe": {}}
+    (copy / "results.json").write_text(json.dumps(results))
+    html = build_report(copy, gallery_clips=1).read_text(encoding="utf-8")
+    assert 'id="transfer"' in html and "held_out" in html and "finer source tasks" in html
+    assert "[0.390, 0.440]" in html and "0.504" in html and "0.321" in html
+    assert (copy / "report" / "transfer.png").is_file()
+    assert 'id="transfer"' not in build_report(study, tmp_path / "plain", gallery_clips=1).read_text()

@@ -3,7 +3,8 @@
 The page (DIR/report/index.html, figures as sibling PNGs) answers "does multi-task learning help here?"
 from the study's paired tests and delta_m, then shows the evidence: results with intervals, per-task
 charts, learning curves, confusion matrices, per-class F1 by training-frequency band, the cross-domain
-drop, balancer weights, task affinity, a gallery of test clips with Grad-CAM, compute and provenance.
+drop, transfer by source task (when the study has a `transfer` section), balancer weights, task
+affinity, a gallery of test clips with Grad-CAM, compute and provenance.
 
 >>> from mtlhar.report import build_report
 >>> build_report("mtlhar-demo")  # doctest: +SKIP
@@ -68,6 +69,9 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
                 "groups": aff.get("suggested_groups"),
             }
         )
+    transfer = data.results.get("transfer") or []
+    top1 = [e for e in transfer if e.get("metric") == "top1"]
+    figures["transfer"] = plots.transfer_figure(top1, out / "transfer.png") if top1 else None
     results_json = data.dir / "results.json"
     rel = Path(_relpath(results_json, out))
     return {
@@ -112,6 +116,8 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
         "confusion_note": confusion_note,
         "smoothing": plots.smoothing_window(data),
         "gallery": build_gallery(data, out, n_clips=gallery_clips),
+        "transfer_rows": transfer,
+        "transfer_answer": data.results.get("transfer_answer"),
         "compute_rows": tables.compute_rows(data),
         "provenance_rows": tables.provenance_rows(data),
         "results_link": rel.as_posix(),

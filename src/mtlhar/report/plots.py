@@ -276,3 +276,31 @@ def bands_figure(band: dict, path: Path) -> str:
     ax2.set_title("per-class F1 vs frequency (dashed: band edges)", fontsize=10)
     ax2.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def transfer_figure(entries: list[dict], path: Path) -> str | None:
+    """Transfer by source task: target main metric per source (mean over seeds, 95% interval), one panel
+    per probe; sources in the order the study lists them (coarse to fine for the granularity study)."""
+    rows = [e for e in entries if e.get("mean") is not None]
+    if not rows:
+        return None
+    probes = list(dict.fromkeys(e["probe"] for e in rows))
+    fig = Figure(
+        figsize=(5.2 * len(probes), 0.45 * len({e["source"] for e in rows}) + 1.6), layout="constrained"
+    )
+    axes = fig.subplots(1, len(probes), squeeze=False)[0]
+    for ax, probe in zip(axes, probes):
+        es = [e for e in rows if e["probe"] == probe]
+        y = np.arange(len(es))
+        mean = np.array([e["mean"] for e in es])
+        lo = np.array([e["ci_lo"] if e.get("ci_lo") is not None else e["mean"] for e in es])
+        hi = np.array([e["ci_hi"] if e.get("ci_hi") is not None else e["mean"] for e in es])
+        ax.barh(y, mean, color="#4C72B0", alpha=0.85)
+        ax.errorbar(mean, y, xerr=[mean - lo, hi - mean], fmt="none", ecolor="#222", capsize=3, lw=1)
+        ax.set_yticks(y, [e["source"] for e in es])
+        ax.invert_yaxis()
+        metric = es[0].get("metric", "")
+        ax.set_xlabel(f"target {es[0].get('target', '')} {metric} ({es[0].get('split', 'test')})")
+        ax.set_title(f"probe: {probe}")
+        ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
