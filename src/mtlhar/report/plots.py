@@ -48,11 +48,11 @@ def bar_chart(data: StudyData, split: str, path: Path) -> str | None:
         yerr = np.vstack([np.clip(means - lo, 0, None), np.clip(hi - means, 0, None)])
         x = np.arange(len(groups))
         ax.bar(x, means, color=[data.colours[g] for g in groups], yerr=yerr, capsize=4, width=0.65)
-        for xi, m in zip(x, means):
+        for xi, m, h in zip(x, means, np.maximum(hi, means)):  # above the interval's cap, not on it
             ax.annotate(
                 f"{m:.3f}",
-                (xi, m),
-                xytext=(0, 2),
+                (xi, h),
+                xytext=(0, 3),
                 textcoords="offset points",
                 ha="center",
                 va="bottom",
@@ -63,7 +63,7 @@ def bar_chart(data: StudyData, split: str, path: Path) -> str | None:
         ax.set_ylabel(f"{metric} ({'higher' if higher_is_better(metric) else 'lower'} is better)")
         ax.set_title(f"{task} ({data.role(task)})", fontsize=10)
         top = max(float(hi.max()), float(means.max()))
-        ax.set_ylim(0, top * 1.15 if top > 0 else 1)
+        ax.set_ylim(0, top * 1.18 if top > 0 else 1)
         ax.grid(axis="y", alpha=0.3)
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
