@@ -291,3 +291,30 @@ def test_tiny_loso_study_end_to_end(tmp_path):
     # a second call reuses every run
     again = run_study(spec, out, log=lambda *_: None)
     assert again["summary"] == res["summary"]
+
+
+def test_study_variants_take_task_options_and_every_shipped_study_config_plans():
+    """`task_options` sets a variant's task losses (the long-tail baselines of configs/study-longtail.yaml);
+    every study config in configs/ loads and plans its runs."""
+    from mtlhar.study import load_study, plan_runs
+
+    configs = Path(__file__).parents[1] / "configs"
+    spec = load_study(configs / "study-longtail.yaml")
+    plan = {r.group: r for r in plan_runs(spec, seeds=1, quick=True, manifest_path="m.csv")}
+    assert set(plan) == {
+        "stl_fine",
+        "fine_class_balanced",
+        "fine_logit_adjusted",
+        "fine_balanced_sampling",
+        "mtl_fine_coarse",
+    }
+    fine = {g: r.config.tasks[0] for g, r in plan.items()}
+    assert fine["fine_class_balanced"].loss == "class_balanced" and fine["stl_fine"].loss is None
+    assert fine["fine_logit_adjusted"].logit_adjust == 1.0 and fine["stl_fine"].logit_adjust is None
+    assert plan["fine_balanced_sampling"].config.train.sampler == "balanced"
+    assert spec.base["data"]["synth"]["long_tail"] == 20
+    spec.variants[0]["task_options"] = {"coarse": {"loss": "class_balanced"}}  # not a task of that variant
+    with pytest.raises(ConfigError, match=r"variants\.0\.task_options"):
+        plan_runs(spec, seeds=1, quick=True, manifest_path="m.csv")
+    for path in sorted(configs.glob("study-*.yaml")):
+        plan_runs(load_study(path), seeds=1, quick=True, manifest_path="m.csv")

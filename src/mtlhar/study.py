@@ -236,7 +236,14 @@ def plan_runs(
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise ConfigError(f"study variants.{i}.tasks: {unknown} are not tasks; tasks are {list(by_name)}")
-        groups.append((name, {"tasks": [by_name[n] for n in names], **v}))
+        options = v.pop("task_options", None) or {}  # per-variant task settings, e.g. a long-tail loss
+        if not isinstance(options, dict) or set(options) - set(names):
+            raise ConfigError(
+                f"study variants.{i}.task_options: a mapping from this variant's tasks {names} to task "
+                f"settings (e.g. {{fine: {{loss: class_balanced}}}}); got {options!r}"
+            )
+        tasks = [_merge(by_name[n], options.get(n) or {}) for n in names]
+        groups.append((name, {"tasks": tasks, **v}))
     for (
         _,
         extra,

@@ -1,26 +1,101 @@
-"""Video decoding with PyAV (FFmpeg inside the wheel) and frame-index sampling."""
+"""Video decoding and frame-index sampling.
+
+Two decoders give the same output (uint8 [T, H, W, 3] RGB, the frames whose time is within [start, end]):
+- PyAV (default): FFmpeg inside the wheel, works everywhere;
+- torchcodec (optional, `pip install torchcodec`): needs the FFmpeg shared libraries (4 to 9) installed on
+  the system (e.g. `apt install ffmpeg`, `conda install ffmpeg`).
+Choose with `read_video(..., backend=...)` or, for every call at once (datasets, cache building, predict),
+the environment variable MTLHAR_VIDEO_BACKEND=pyav|torchcodec.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+
+Backend = Literal["pyav", "torchcodec"]
+BACKENDS = ("pyav", "torchcodec")
+BACKEND_ENV = "MTLHAR_VIDEO_BACKEND"
 
 
-def read_video(path: str | Path, start: float | None = None, end: float | None = None) -> np.ndarray:
+def video_backend(backend: str | None = None) -> str:
+    """The decoder to use: `backend` if given, else $MTLHAR_VIDEO_BACKEND, else "pyav"."""
+    source = "backend"
+    if backend is None:
+        backend, source = os.environ.get(BACKEND_ENV, "").strip() or "pyav", BACKEND_ENV
+    name = backend.strip().lower()
+    if name not in BACKENDS:
+        raise ConfigError(f"{source}={backend!r}: unknown video decoder; use one of {', '.join(BACKENDS)}")
+    return name
+
+
+_TORCHCODEC_MISSING = (
+    "video decoder 'torchcodec' was requested but cannot run here ({why}); it needs `pip install "
+    "torchcodec` and the FFmpeg shared libraries (4 to 9) installed on the system (apt/conda/brew "
+    f"install ffmpeg), or use the default: {BACKEND_ENV}=pyav"
+)
+
+
+@functools.cache
+def _torchcodec_decoder():
+    """torchcodec's VideoDecoder class once its FFmpeg libraries load (cached only on success)."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except Exception as e:  # noqa: BLE001 - ImportError, or a library load error at import
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+        raise ConfigError(_TORCHCODEC_MISSING.format(why=why)) from None
+    try:  # torchcodec loads FFmpeg lazily: an empty buffer fails fast, with a load error if FFmpeg is missing
+        VideoDecoder(b"\0" * 16)
+    except Exception as e:  # noqa: BLE001
+        if "libtorchcodec" in str(e) or isinstance(e, (ImportError, OSError)):
+            raise ConfigError(
+                _TORCHCODEC_MISSING.format(why="its FFmpeg libraries could not be loaded")
+            ) from None
+    return VideoDecoder
+
+
+def torchcodec_available() -> tuple[bool, str]:
+    """(True, "") when the torchcodec decoder works here, else (False, the reason)."""
+    try:
+        _torchcodec_decoder()
+    except ConfigError as e:
+        return False, str(e)
+    return True, ""
+
+
+def read_video(
+    path: str | Path,
+    start: float | None = None,
+    end: float | None = None,
+    *,
+    backend: Backend | None = None,
+) -> np.ndarray:
     """Decode every frame of a video (or of the [start, end] seconds segment) to uint8 [T, H, W, 3].
 
-    Raises DataError naming the file for a missing, empty, corrupt or truncated video.
+    `backend`: "pyav" or "torchcodec" (None: $MTLHAR_VIDEO_BACKEND, default "pyav"); a frame is kept when
+    its presentation time t satisfies start <= t <= end. Raises DataError naming the file for a missing,
+    empty, corrupt or truncated video, and ConfigError for an unknown or unavailable decoder.
     """
-    import av
-
+    name = video_backend(backend)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"video not found: {path}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
+    if name == "torchcodec":
+        return _read_torchcodec(path, start, end)
+    return _read_pyav(path, start, end)
+
+
+def _read_pyav(path: Path, start: float | None, end: float | None) -> np.ndarray:
+    import av
+
     frames = []
     try:
         with av.open(str(path)) as container:
@@ -42,6 +117,42 @@ def read_video(path: str | Path, start: float | None = None, end: float | None =
     if not frames:
         raise DataError(f"{path}: no decodable frames")
     return np.stack(frames)
+
+
+def _read_torchcodec(path: Path, start: float | None, end: float | None) -> np.ndarray:
+    VideoDecoder = _torchcodec_decoder()
+    try:
+        try:
+            dec = VideoDecoder(str(path), dimension_order="NHWC", num_ffmpeg_threads=0, seek_mode="exact")
+        except ValueError as e:
+            if "stream" in str(e).lower():
+                raise DataError(f"{path}: no video stream") from None
+            raise
+        md = dec.metadata
+        lo, hi = md.begin_stream_seconds, md.end_stream_seconds
+        if lo is None or hi is None or not md.num_frames:
+            raise DataError(f"{path}: no decodable frames")
+        # ask for a range that surely holds every wanted frame, then keep start <= t <= end exactly
+        a = lo if start is None else min(max(start, lo), hi)
+        b = hi if end is None else min(max(end + 1e-6, lo), hi)
+        if a >= hi or a > b:
+            raise DataError(f"{path}: no decodable frames")
+        batch = dec.get_frames_played_in_range(a, b)
+        t = batch.pts_seconds.numpy()
+        keep = np.ones(len(t), bool)
+        if start is not None:
+            keep &= t >= start
+        if end is not None:
+            keep &= t <= end
+        frames = batch.data.numpy()[keep]
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError / ValueError for broken files
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise DataError(f"{path}: cannot decode video ({type(e).__name__}: {msg})") from None
+    if not len(frames):
+        raise DataError(f"{path}: no decodable frames")
+    return np.ascontiguousarray(frames)
 
 
 def sample_indices(
