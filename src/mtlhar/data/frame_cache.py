@@ -230,7 +230,12 @@ def _key(row: dict) -> str:
 
 
 class FrameCache:
-    """Reads frames of cached videos: `n_frames(key)` and `read(key, indices) -> uint8 [T, H, W, 3]`."""
+    """Reads frames of cached videos: `n_frames(key)` and `read(key, indices) -> uint8 [T, H, W, 3]`.
+
+    GPU path: `read_batch([(key, indices), ...], device="cuda")` decodes the frames of many clips in one
+    nvjpeg call and leaves them on the GPU; `read_encoded` + `decode_batch` are its two halves (read the
+    JPEG bytes in data-loader workers, decode the collated batch in the training process).
+    """
 
     def __init__(self, folder: str | Path, *, device: str = "cpu"):
         self.folder = Path(folder)
@@ -270,15 +275,61 @@ class FrameCache:
                 out.append(f.read(e["lengths"][i]))
         return out
 
-    def read(self, key: str, indices: Sequence[int]) -> np.ndarray:
-        _, decode_jpeg = _jpeg()
-        data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in self.read_bytes(key, indices)]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                frames = decode_jpeg(data, device=self.device)
-        except RuntimeError as e:
-            raise DataError(
-                f"{self.shard_of[key]}: corrupt JPEG frame of {key!r} in the frame cache ({e})"
-            ) from None
-        return torch.stack(frames).permute(0, 2, 3, 1).cpu().numpy()
+    def read_encoded(self, key: str, indices: Sequence[int]) -> list[torch.Tensor]:
+        """The JPEG bytes of the frames `indices` of `key`, each a 1-D uint8 tensor (for `decode_batch`)."""
+        return [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in self.read_bytes(key, indices)]
+
+    def read(self, key: str, indices: Sequence[int], device: str | torch.device | None = None) -> np.ndarray:
+        """uint8 [T, H, W, 3] numpy frames; decoded in one batch on `device` (None: the cache's device)."""
+        frames = decode_batch(self.read_encoded(key, indices), device or self.device, where=self._where(key))
+        return frames.permute(0, 2, 3, 1).cpu().numpy()
+
+    def read_batch(
+        self, items: Sequence[tuple[str, Sequence[int]]], device: str | torch.device | None = None
+    ) -> list[torch.Tensor]:
+        """Frames of several clips, decoded together in one batch on `device` (None: the cache's device).
+
+        `items` is [(key, indices), ...]; returns one uint8 [T, 3, H, W] tensor per item, left on `device`
+        (on CUDA, nvjpeg decodes the whole batch at once: the JPEG bytes are the only host-to-GPU copy).
+        """
+        encoded, sizes = [], []
+        for key, indices in items:
+            encoded += self.read_encoded(key, indices)
+            sizes.append(len(indices))
+        where = ", ".join(dict.fromkeys(self._where(k) for k, _ in items))
+        frames = decode_batch(encoded, device or self.device, where=where)
+        out, i = [], 0
+        for n in sizes:
+            out.append(frames[i : i + n])
+            i += n
+        return out
+
+    def _where(self, key: str) -> str:
+        return f"{self.shard_of[key]}: corrupt JPEG frame of {key!r} in the frame cache"
+
+
+def decode_batch(
+    encoded: Sequence[torch.Tensor],
+    device: str | torch.device | None = None,
+    *,
+    where: str = "corrupt JPEG frame",
+) -> torch.Tensor:
+    """Decode JPEG frames (1-D uint8 tensors, e.g. from `FrameCache.read_encoded`) in one call to
+    `torchvision.io.decode_jpeg` -> uint8 [N, 3, H, W] on `device`.
+
+    `device`: "cuda" (nvjpeg, batched on the GPU), "cpu" (libjpeg-turbo), or None: CUDA when available.
+    All frames of one batch must have the same size to be stacked (true within one cache).
+    A frame that cannot be decoded raises DataError starting with `where`.
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not len(encoded):
+        raise ValueError("decode_batch: no frames to decode")
+    _, decode_jpeg = _jpeg()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            frames = decode_jpeg(list(encoded), device=device)
+    except RuntimeError as e:
+        raise DataError(f"{where} ({e})") from None
+    return torch.stack(frames)

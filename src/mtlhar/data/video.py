@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -79,8 +81,9 @@ def read_video(
     """Decode every frame of a video (or of the [start, end] seconds segment) to uint8 [T, H, W, 3].
 
     `backend`: "pyav" or "torchcodec" (None: $MTLHAR_VIDEO_BACKEND, default "pyav"); a frame is kept when
-    its presentation time t satisfies start <= t <= end. Raises DataError naming the file for a missing,
-    empty, corrupt or truncated video, and ConfigError for an unknown or unavailable decoder.
+    its presentation time t satisfies start <= t <= end. A video torchcodec cannot decode is decoded
+    with PyAV (one warning per process). Raises DataError naming the file for a missing, empty, corrupt
+    or truncated video, and ConfigError for an unknown or unavailable decoder.
     """
     name = video_backend(backend)
     path = Path(path)
@@ -119,40 +122,45 @@ def _read_pyav(path: Path, start: float | None, end: float | None) -> np.ndarray
     return np.stack(frames)
 
 
+_FALLBACKS: list[str] = []  # files torchcodec could not decode but PyAV could (this process)
+
+
 def _read_torchcodec(path: Path, start: float | None, end: float | None) -> np.ndarray:
+    """torchcodec decoding; a file it cannot read goes to PyAV, which gives the frames (a one-time warning
+    says so: e.g. H.264 with B-frames in AVI, whose frame index torchcodec gets wrong) or the same
+    DataError as the PyAV backend for a broken file."""
     VideoDecoder = _torchcodec_decoder()
     try:
-        try:
-            dec = VideoDecoder(str(path), dimension_order="NHWC", num_ffmpeg_threads=0, seek_mode="exact")
-        except ValueError as e:
-            if "stream" in str(e).lower():
-                raise DataError(f"{path}: no video stream") from None
-            raise
-        md = dec.metadata
-        lo, hi = md.begin_stream_seconds, md.end_stream_seconds
-        if lo is None or hi is None or not md.num_frames:
-            raise DataError(f"{path}: no decodable frames")
+        dec = VideoDecoder(str(path), dimension_order="NHWC", num_ffmpeg_threads=0, seek_mode="exact")
+        lo, hi = dec.metadata.begin_stream_seconds, dec.metadata.end_stream_seconds
         # ask for a range that surely holds every wanted frame, then keep start <= t <= end exactly
         a = lo if start is None else min(max(start, lo), hi)
         b = hi if end is None else min(max(end + 1e-6, lo), hi)
-        if a >= hi or a > b:
-            raise DataError(f"{path}: no decodable frames")
-        batch = dec.get_frames_played_in_range(a, b)
-        t = batch.pts_seconds.numpy()
-        keep = np.ones(len(t), bool)
-        if start is not None:
-            keep &= t >= start
-        if end is not None:
-            keep &= t <= end
-        frames = batch.data.numpy()[keep]
-    except DataError:
-        raise
+        frames = np.empty((0,))
+        if a < hi and a <= b:
+            batch = dec.get_frames_played_in_range(a, b)
+            t = batch.pts_seconds.numpy()
+            keep = np.ones(len(t), bool)
+            if start is not None:
+                keep &= t >= start
+            if end is not None:
+                keep &= t <= end
+            frames = batch.data.numpy()[keep]
+        if len(frames):
+            return np.ascontiguousarray(frames)
+        why = "no frames in the range"
     except Exception as e:  # noqa: BLE001 - torchcodec raises RuntimeError / ValueError for broken files
-        msg = str(e).splitlines()[0] if str(e) else ""
-        raise DataError(f"{path}: cannot decode video ({type(e).__name__}: {msg})") from None
-    if not len(frames):
-        raise DataError(f"{path}: no decodable frames")
-    return np.ascontiguousarray(frames)
+        why = re.sub(r"^\w+, \S+:\d+, ", "", str(e).splitlines()[0] if str(e) else type(e).__name__)
+    frames = _read_pyav(path, start, end)  # a broken file raises PyAV's DataError here
+    if not _FALLBACKS:
+        warnings.warn(
+            f"{path}: torchcodec could not decode this video ({why}); decoded with PyAV instead "
+            "(later files that need this are not reported)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    _FALLBACKS.append(str(path))
+    return frames
 
 
 def sample_indices(
