@@ -1,7 +1,7 @@
 """Clip loading speed: PyAV random access on the original videos vs the JPEG frame cache.
 
 Same videos, same run. Each measurement reads random 16-frame clips (random video, random start,
-stride 2), resized to 112 x 112, on one core (one process, one thread). The cache is read with the page
+stride 2) as the usual "short side 128, crop 112" recipe (`--short-side`), on one core (one process, one thread). The cache is read with the page
 cache dropped for its shard files before each pass (posix_fadvise DONTNEED), so it is measured from disk,
 not from memory. The videos are long H.264 clips (320x240, 24 fps, default GOP) made by concatenating
 clips of the synthetic action world. Prints a table; the ratio is cache / PyAV per core; and the number of
@@ -84,12 +84,14 @@ def pyav_clip(path: Path, start: int, n: int, stride: int) -> np.ndarray:
     return np.stack(out)
 
 
-def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+def resize_batch(x: torch.Tensor, size: int, short_side: int | None = None) -> torch.Tensor:
     """uint8 [T, 3, H, W] on any device -> uint8 [3, T, size, size]: `resize_clip`'s short-side resize
-    (bilinear, antialiased) and centre crop, done where the frames are."""
+    (bilinear, antialiased; none when the short side already is `short_side`) and centre crop, done
+    where the frames are."""
     h, w = x.shape[-2:]
-    if min(h, w) != size:
-        scale = size / min(h, w)
+    target = short_side or size
+    if min(h, w) != target:
+        scale = target / min(h, w)
         nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
         y = torch.nn.functional.interpolate(
             x.float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
@@ -139,7 +141,7 @@ def main() -> None:
 
         t = time.perf_counter()
         for v, start in samples:
-            resize_clip(pyav_clip(v, start, n, stride), 112)
+            resize_clip(pyav_clip(v, start, n, stride), 112, short_side=args.short_side)
         pyav_rate = len(samples) / (time.perf_counter() - t)
 
         import csv
@@ -158,7 +160,7 @@ def main() -> None:
         t = time.perf_counter()
         for v, start in samples:
             frames = cache.read(v.name, list(range(start, start + n * stride, stride)))
-            resize_clip(frames, 112)
+            resize_clip(frames, 112, short_side=args.short_side)  # stored at that short side: crop only
         cache_rate = len(samples) / (time.perf_counter() - t)
 
         clips = [(v.name, list(range(start, start + n * stride, stride))) for v, start in samples]
@@ -167,7 +169,10 @@ def main() -> None:
         t = time.perf_counter()
         for i in range(0, len(clips), args.batch):
             batch = torch.stack(
-                [resize_batch(x, 112) for x in cache.read_batch(clips[i : i + args.batch], device)]
+                [
+                    resize_batch(x, 112, args.short_side)
+                    for x in cache.read_batch(clips[i : i + args.batch], device)
+                ]
             )
         if device.startswith("cuda"):
             torch.cuda.synchronize()
