@@ -83,3 +83,24 @@ def square_config(manifest: Path, **train) -> dict:
             **train,
         },
     }
+
+
+def whole_and_resumed(make_trainer, tmp_path: Path, kill_at: int):
+    """Train one run unbroken (tmp_path/a) and the same run killed when it reaches step `kill_at`, then
+    resumed (tmp_path/b). Returns both trainers; the tests compare their states bitwise."""
+    import pytest
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step == kill_at:
+            raise Killed
+
+    whole = make_trainer(tmp_path / "a")
+    whole.fit(log=None)
+    with pytest.raises(Killed):
+        make_trainer(tmp_path / "b").fit(on_step=kill, log=None)
+    resumed = make_trainer(tmp_path / "b")
+    resumed.fit(resume=True, log=None)
+    return whole, resumed

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import square_config
+from conftest import square_config, whole_and_resumed
 from mtlhar.balancing import BALANCERS, GradientBalancer, aggregators, build_balancer, diagnostics
 from mtlhar.config import RunConfig, from_dict
 from mtlhar.errors import ConfigError
@@ -312,20 +312,9 @@ def test_trainer_trains_and_logs_weights(squares, tmp_path, balancer):
 @pytest.mark.parametrize("balancer", [{"name": "dwa"}, {"name": "pcgrad"}])
 def test_resume_with_a_stateful_balancer_is_bitwise_identical(squares, tmp_path, balancer):
     settings_ = {"steps": 4, "eval_every": 4, "checkpoint_every": 2}
-    whole = Trainer(cfg_of(squares, balancer, **settings_), tmp_path / "a")
-    whole.fit(log=None)
-
-    class Killed(Exception):
-        pass
-
-    def kill(step):
-        if step == 3:  # after the checkpoint of step 2
-            raise Killed
-
-    with pytest.raises(Killed):
-        Trainer(cfg_of(squares, balancer, **settings_), tmp_path / "b").fit(on_step=kill, log=None)
-    resumed = Trainer(cfg_of(squares, balancer, **settings_), tmp_path / "b")
-    resumed.fit(resume=True, log=None)
+    whole, resumed = whole_and_resumed(  # killed after the checkpoint of step 2
+        lambda d: Trainer(cfg_of(squares, balancer, **settings_), d), tmp_path, kill_at=3
+    )
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert repr(whole.balancer.state_dict()) == repr(resumed.balancer.state_dict())

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import make_square_dataset, square_config
+from conftest import make_square_dataset, square_config, whole_and_resumed
 from mtlhar.config import RunConfig, TaskConfig, from_dict
 from mtlhar.data.manifest import Manifest
 from mtlhar.data.splits import protocol_folds
@@ -172,20 +172,9 @@ def test_balanced_sampler_epoch_order_is_per_seed_and_epoch(squares, tmp_path):
 def test_resume_with_balanced_sampler_is_bitwise_identical(squares, tmp_path):
     tasks = [{"name": "direction"}, {"name": "colour", "role": "auxiliary"}]
     kw = {"sampler": "balanced", "balance_task": "colour", "steps": 7, "checkpoint_every": 3, "eval_every": 7}
-    whole = Trainer(cfg_of(squares, tasks, **kw), tmp_path / "a")
-    whole.fit(log=None)
-
-    class Killed(Exception):
-        pass
-
-    def kill(step):
-        if step == 5:
-            raise Killed
-
-    with pytest.raises(Killed):
-        Trainer(cfg_of(squares, tasks, **kw), tmp_path / "b").fit(on_step=kill, log=None)
-    resumed = Trainer(cfg_of(squares, tasks, **kw), tmp_path / "b")
-    resumed.fit(resume=True, log=None)
+    whole, resumed = whole_and_resumed(
+        lambda d: Trainer(cfg_of(squares, tasks, **kw), d), tmp_path, kill_at=5
+    )
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import square_config
+from conftest import square_config, whole_and_resumed
 from mtlhar.config import RunConfig, from_dict
 from mtlhar.data.dataset import ClipDataset, resolve_tasks
 from mtlhar.data.manifest import Manifest
@@ -47,21 +47,8 @@ def test_tiny_train_and_eval_end_to_end(squares, tmp_path):
 
 
 def test_resume_after_kill_is_bitwise_identical(squares, tmp_path):
-    whole = Trainer(cfg_of(squares), tmp_path / "a")
-    whole.fit(log=None)
-
-    class Killed(Exception):
-        pass
-
-    def kill(step):
-        if step == 8:  # killed mid-epoch, after the checkpoint of step 6 and before the one of step 9
-            raise Killed
-
-    broken = Trainer(cfg_of(squares), tmp_path / "b")
-    with pytest.raises(Killed):
-        broken.fit(on_step=kill, log=None)
-    resumed = Trainer(cfg_of(squares), tmp_path / "b")
-    resumed.fit(resume=True, log=None)
+    # killed mid-epoch, after the checkpoint of step 6 and before the one of step 9
+    whole, resumed = whole_and_resumed(lambda d: Trainer(cfg_of(squares), d), tmp_path, kill_at=8)
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     oa, ob = whole.opt.state_dict()["state"], resumed.opt.state_dict()["state"]

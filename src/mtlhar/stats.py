@@ -42,16 +42,8 @@ def bootstrap_seeds_clips(
     scores, valid: [S, N] (S seeds, N paired clips). Returns the resampled means [B]. The resample indices
     depend only on (`seed`, S, N), so calls for two runs with the same shapes are paired.
     """
-    s, n = scores.shape
-    rng = np.random.default_rng(seed)
-    out = np.empty(n_resamples)
-    for b in range(n_resamples):
-        seeds = rng.integers(0, s, s)
-        clips = rng.integers(0, n, n)
-        sc, va = scores[np.ix_(seeds, clips)], valid[np.ix_(seeds, clips)]
-        per_seed = (sc * va).sum(1) / np.maximum(va.sum(1), 1)
-        out[b] = per_seed.mean()
-    return out
+    # the same resampling as `bootstrap_units_clips`, with every seed a unit tested on every clip
+    return bootstrap_units_clips(scores, valid, n_resamples=n_resamples, seed=seed)
 
 
 def bootstrap_units_clips(
