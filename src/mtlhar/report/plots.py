@@ -280,17 +280,18 @@ def bands_figure(band: dict, path: Path) -> str:
 
 def transfer_figure(entries: list[dict], path: Path) -> str | None:
     """Transfer by source task: target main metric per source (mean over seeds, 95% interval), one panel
-    per probe; sources in the order the study lists them (coarse to fine for the granularity study)."""
+    per (probe, test split); sources in the order the study lists them (coarse to fine for the
+    granularity study)."""
     rows = [e for e in entries if e.get("mean") is not None]
     if not rows:
         return None
-    probes = list(dict.fromkeys(e["probe"] for e in rows))
-    fig = Figure(
-        figsize=(5.2 * len(probes), 0.45 * len({e["source"] for e in rows}) + 1.6), layout="constrained"
-    )
-    axes = fig.subplots(1, len(probes), squeeze=False)[0]
-    for ax, probe in zip(axes, probes):
-        es = [e for e in rows if e["probe"] == probe]
+    panels = list(dict.fromkeys((e["probe"], e.get("split", "test")) for e in rows))
+    n_sources = len({e["source"] for e in rows})
+    rows_, cols = _grid(len(panels), 2)
+    fig = Figure(figsize=(5.2 * cols, (0.4 * n_sources + 1.3) * rows_), layout="constrained")
+    axes = fig.subplots(rows_, cols, squeeze=False).ravel()
+    for ax, (probe, split) in zip(axes, panels):
+        es = [e for e in rows if e["probe"] == probe and e.get("split", "test") == split]
         y = np.arange(len(es))
         mean = np.array([e["mean"] for e in es])
         lo = np.array([e["ci_lo"] if e.get("ci_lo") is not None else e["mean"] for e in es])
@@ -299,8 +300,10 @@ def transfer_figure(entries: list[dict], path: Path) -> str | None:
         ax.errorbar(mean, y, xerr=[mean - lo, hi - mean], fmt="none", ecolor="#222", capsize=3, lw=1)
         ax.set_yticks(y, [e["source"] for e in es])
         ax.invert_yaxis()
-        metric = es[0].get("metric", "")
-        ax.set_xlabel(f"target {es[0].get('target', '')} {metric} ({es[0].get('split', 'test')})")
-        ax.set_title(f"probe: {probe}")
+        ax.set_xlim(0, max(1.0, float(hi.max()) * 1.05))
+        ax.set_xlabel(f"target {es[0].get('target', '')} {es[0].get('metric', '')}")
+        ax.set_title(f"probe: {probe}, {split}", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
     return _save(fig, path)
