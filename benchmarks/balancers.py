@@ -5,7 +5,9 @@ and 8 classification heads (10 classes, on `pooled`), and "dense": 2 classificat
 frame decoder (two ConvTranspose3d layers reading `stage2`, MSE to the input frames), which makes the
 shared tensor the stage2 feature map. With CUDA also: r2plus1d_18, 16 x 112 x 112, bf16 autocast.
 
-Time: median wall time of a full step (forward, balancer backward, optimiser step) after one warm-up.
+Time: median wall time of a full step (forward, balancer backward, optimiser step) after one warm-up;
+the time ratio of each method is against equal weighting measured again just before it (paired), so a
+load that drifts during the run cancels.
 Peak memory: on CPU each configuration runs in a forked child and reports
 `resource.getrusage(RUSAGE_SELF).ru_maxrss` minus the child's resident set size just before its first
 step (so it includes activations, gradients and the balancer's temporaries); on CUDA
@@ -170,8 +172,12 @@ def run(setups: list[dict], steps: int) -> list[str]:
         )
         base_t, base_m = runner(setup, "equal", "-", steps)
         for name, mode in configurations():
-            t, m = (base_t, base_m) if name == "equal" else runner(setup, name, mode, steps)
-            rt, rm = t / base_t, m / max(base_m, 1e-9)
+            if name == "equal":
+                t, m, pair_t = base_t, base_m, base_t
+            else:  # paired: equal weighting measured again right before, so drifting load cancels
+                pair_t = runner(setup, "equal", "-", steps)[0]
+                t, m = runner(setup, name, mode, steps)
+            rt, rm = t / pair_t, m / max(base_m, 1e-9)
             target = TARGETS.get(kind(name, mode))
             flag = "" if target is None else (f"<= {target}" + ("" if rt <= target else "  MISSED"))
             if target is not None and rt > target:
