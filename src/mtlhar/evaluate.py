@@ -262,7 +262,7 @@ def evaluate_run(
         raise DataError(
             f"{manifest.path}: none of the run's task columns {[t.column for t in tasks]} are in it"
         )
-    ds = make_dataset(cfg, manifest, present, split, train=False, cache=False, views=True)
+    ds = make_dataset(cfg, manifest, present, split, train=False, views=True)  # shares decoded clips
     res = evaluate_model(
         model, ds, present, device=device, batch_size=batch_size, with_confusion=True, keep_predictions=True
     )
