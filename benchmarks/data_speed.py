@@ -9,8 +9,9 @@ cores the cache needs to feed the GPU reference rate of DATA.md (r2plus1d_18 tra
 A third row reads the cache the way a GPU training step would: the JPEG bytes of `--batch` clips at once,
 decoded in one `torchvision.io.decode_jpeg` call on `--device` (default: cuda when present, else cpu;
 nvjpeg on CUDA) and resized there (`FrameCache.read_batch`). Its resize works on the [T, 3, H, W] layout
-the decoder returns (same output as `resize_clip`, bit for bit); on CPU that layout, not the batching,
-is most of its gain: one decode_jpeg call over a list decodes the frames one after another.
+the decoder returns (same output as `resize_clip`, bit for bit), as the per-clip row (the dataset's own
+path, `FrameCache.read_frames`) now does too; on CPU one decode_jpeg call over a list decodes the frames
+one after another, so the two rows differ little there: batching pays on CUDA.
 
     python benchmarks/data_speed.py [--videos 12] [--seconds 10] [--clips 200] [--batch 8] [--device cpu]
 """
@@ -159,8 +160,8 @@ def main() -> None:
         drop_page_cache(tmp / "cache")
         t = time.perf_counter()
         for v, start in samples:
-            frames = cache.read(v.name, list(range(start, start + n * stride, stride)))
-            resize_clip(frames, 112, short_side=args.short_side)  # stored at that short side: crop only
+            frames = cache.read_frames(v.name, list(range(start, start + n * stride, stride)))
+            resize_clip(frames, 112, short_side=args.short_side)  # as the dataset reads: crop only
         cache_rate = len(samples) / (time.perf_counter() - t)
 
         clips = [(v.name, list(range(start, start + n * stride, stride))) for v, start in samples]

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import square_config
 from mtlhar.config import RunConfig, from_dict
@@ -50,3 +51,41 @@ def test_cache_settings_mismatch_and_missing_video(squares, tmp_path):
     with pytest.raises(DataError, match="not in the frame cache"):
         FrameCache(out).read("videos/nope.mp4", [0])
     assert json.loads((out / "meta.json").read_text())["short_side"] == 16
+
+
+def test_dataset_reads_cache_frames_as_tensors_same_clip_as_numpy_path(squares, tmp_path):
+    """The loader crops the decoder's [T, 3, H, W] tensor directly; it must give the clip the numpy
+    [T, H, W, 3] path gives (resize, random crop and test crop alike)."""
+    from mtlhar.data.dataset import resize_clip
+
+    build_cache(squares, tmp_path / "cache", short_side=40)
+    cache = FrameCache(tmp_path / "cache")
+    key = "videos/003.mp4"
+    t = cache.read_frames(key, [0, 2, 4, 6])
+    assert t.shape[:2] == (4, 3) and t.dtype == torch.uint8
+    frames = cache.read(key, [0, 2, 4, 6])
+    assert np.array_equal(t.permute(0, 2, 3, 1).numpy(), frames)
+    for kw in (
+        {"short_side": 40},  # crop only
+        {"short_side": 36},  # resize, then crop
+        {"short_side": 40, "crop": (2, 3)},
+    ):
+        a = resize_clip(t, 32, **kw)
+        b = resize_clip(frames, 32, **kw)
+        c = resize_clip(np.ascontiguousarray(frames), 32, **kw)
+        assert a.shape == (3, 4, 32, 32) and a.is_contiguous()
+        assert torch.equal(a, b) and torch.equal(a, c)
+    r1, r2 = np.random.default_rng(3), np.random.default_rng(3)
+    assert torch.equal(
+        resize_clip(t, 32, short_side=40, rng=r1), resize_clip(frames, 32, short_side=40, rng=r2)
+    )
+    cfg = from_dict(RunConfig, square_config(squares, steps=2, eval_every=2))
+    cfg.data.frame_cache, cfg.data.short_side = str(tmp_path / "cache"), 40
+    cfg.data.augment = {"crop_scale": [0.5, 1.0], "flip": 0.5}
+    from mtlhar.data.dataset import resolve_tasks
+    from mtlhar.train import make_dataset
+
+    m = Manifest.read(squares)
+    ds = make_dataset(cfg, m, resolve_tasks(cfg.tasks, m), "train", train=True)
+    x = ds[0]["inputs"]["rgb"]
+    assert x.shape == (3, 8, 32, 32) and x.dtype == torch.uint8

@@ -212,3 +212,34 @@ def test_batch_decode_on_cuda_matches_cpu(small_cache):
         assert diff.float().mean() < 1.0 and diff.max() <= 8
     assert small_cache.read(keys[0], [0, 4], device="cuda").shape == (2, 32, 32, 3)
     assert decode_batch(small_cache.read_encoded(keys[0], [0])).is_cuda  # None -> CUDA when available
+
+
+def test_decoder_config_key_reaches_the_decoder(squares, tmp_path, monkeypatch):
+    """`data.decoder` is validated with the key named, and the dataset and the cache builder pass it on."""
+    from conftest import square_config
+    from mtlhar.config import RunConfig, from_dict
+    from mtlhar.data import dataset as D
+    from mtlhar.data import frame_cache as FC
+    from mtlhar.train import Trainer
+
+    raw = square_config(squares, steps=1, eval_every=1)
+    raw["data"]["decoder"] = "opencv"
+    with pytest.raises(ConfigError, match=r"data\.decoder.*'opencv'.*pyav, torchcodec"):
+        from_dict(RunConfig, raw)
+    seen = []
+
+    def spy(path, start=None, end=None, *, backend=None):
+        seen.append(backend)
+        return V.read_video(path, start, end, backend="pyav")
+
+    monkeypatch.setattr(D, "read_video", spy)
+    raw["data"]["decoder"] = "torchcodec"
+    cfg = from_dict(RunConfig, raw)
+    Trainer(cfg, tmp_path / "run").fit(log=None)
+    assert seen and set(seen) == {"torchcodec"}
+    seen.clear()
+    monkeypatch.setattr(FC, "read_video", spy)
+    build_cache(squares, tmp_path / "cache", short_side=16, decoder="pyav")
+    assert seen and set(seen) == {"pyav"}
+    with pytest.raises(ConfigError, match="opencv"):
+        build_cache(squares, tmp_path / "cache2", decoder="opencv")

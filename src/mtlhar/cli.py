@@ -186,6 +186,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--fps", type=float, default=None, help="keep at most this many frames per second")
     c.add_argument("--quality", type=int, default=90, help="JPEG quality")
     c.add_argument("--workers", type=int, default=1)
+    c.add_argument(
+        "--decoder",
+        choices=["pyav", "torchcodec"],
+        default=None,
+        help="video decoder (default: $MTLHAR_VIDEO_BACKEND, else pyav)",
+    )
     return p
 
 
@@ -365,6 +371,7 @@ def _run(args) -> int:
             fps=args.fps,
             quality=args.quality,
             workers=args.workers,
+            decoder=args.decoder,
         )
         print(
             f"cached {res['videos']} videos in {args.out} ({res['bytes'] / 2**20:.1f} MiB); "

@@ -67,6 +67,9 @@ class DataConfig:
         None  # a folder built by `mtlhar data cache` (JPEG frames; read instead of decoding)
     )
     max_bad_fraction: float = 0.05
+    # video decoder for `stream: rgb`: pyav (default, FFmpeg inside the wheel) or torchcodec (needs system
+    # FFmpeg); None: $MTLHAR_VIDEO_BACKEND, else pyav
+    decoder: str | None = None
     # training-clip augmentation (`mtlhar.data.transforms.AUGMENT_KEYS`): crop_scale, crop_ratio, flip,
     # rotate_deg, jitter; {} = none
     augment: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +80,13 @@ class DataConfig:
         from .data.transforms import check_augment  # beside the transforms it configures
 
         check_augment(self.augment, "data.augment")
+        if self.decoder is not None:
+            from .data.video import BACKENDS
+
+            if self.decoder not in BACKENDS:
+                raise ConfigError(
+                    f"config key 'data.decoder': got {self.decoder!r}, expected one of {', '.join(BACKENDS)}"
+                )
         for key in ("test_clips", "test_crops"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -50,6 +50,19 @@ def _temporal() -> dict[str, str]:
     return out
 
 
+def _decoders() -> dict[str, str]:
+    from .data.video import torchcodec_available
+
+    ok, _ = torchcodec_available()
+    return {
+        "pyav": "default; FFmpeg inside the wheel",
+        "torchcodec": "available"
+        if ok
+        else "not usable here: needs `pip install torchcodec` and system FFmpeg libraries (4 to 9)",
+        "choose": "data.decoder in a config, --decoder of `mtlhar data cache`, or $MTLHAR_VIDEO_BACKEND",
+    }
+
+
 def info() -> dict:
     from .data.transforms import AUGMENT_KEYS
 
@@ -71,6 +84,7 @@ def info() -> dict:
         "input_streams": dict(STREAMS),
         "dataset_formats": dataset_formats(),
         "frame_cache": "JPEG frames in shards with an index (`mtlhar data cache`; data.frame_cache in a config)",
+        "video_decoders": _decoders(),
         "pretrained": _pretrained(),
         "not_yet": PLANNED,
     }

@@ -35,7 +35,7 @@ def predict_path(run_dir: str | Path, input_path: str | Path, *, top: int = 3) -
         )
     results = []
     for f in _files(Path(input_path)):
-        clip = read_video(f)
+        clip = read_video(f, backend=cfg.data.decoder)
         idx = sample_indices(len(clip), cfg.data.frames, mode=cfg.data.sampler, stride=cfg.data.stride)
         x = resize_clip(clip[idx], cfg.data.size, short_side=cfg.data.short_side).unsqueeze(0)
         out = model({cfg.data.stream: x}, mode="eval")

@@ -117,6 +117,7 @@ def make_dataset(
         cache=(d.cache and d.frame_cache is None) if cache is None else cache,
         frame_cache=d.frame_cache,
         short_side=d.short_side,
+        decoder=d.decoder,
         augment=d.augment if train else None,
         test_clips=d.test_clips if multi and not train else 1,
         test_crops=d.test_crops if multi and not train else 1,

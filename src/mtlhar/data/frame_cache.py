@@ -142,7 +142,7 @@ def _jpeg():
 def _encode_worker(args) -> tuple[int, list[dict]]:
     encode_jpeg, _ = _jpeg()
 
-    folder, worker, items, short, quality, fps = args
+    folder, worker, items, short, quality, fps, decoder = args
     writer = _ShardWriter(Path(folder), worker)
     failed = []
     try:
@@ -150,7 +150,7 @@ def _encode_worker(args) -> tuple[int, list[dict]]:
             if vid in writer.done:
                 continue
             try:
-                frames = read_video(path, start, end)
+                frames = read_video(path, start, end, backend=decoder)
             except DataError as e:
                 failed.append({"id": vid, "path": str(path), "reason": str(e)})
                 continue
@@ -183,11 +183,16 @@ def build_cache(
     quality: int = 90,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    decoder: str | None = None,
 ) -> dict:
     """Decode every video of a manifest once into the cache at `out` (resumable; parallel over processes).
 
+    `decoder`: the video decoder (`read_video`'s backend; None: $MTLHAR_VIDEO_BACKEND, else pyav).
     Returns {"videos": n, "failed": [{"id", "path", "reason"}], "bytes": size of the shards}.
     """
+    from .video import video_backend
+
+    decoder = video_backend(decoder)  # an unknown name fails here, not in every worker
     manifest = manifest if isinstance(manifest, Manifest) else Manifest.read(manifest)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +214,7 @@ def build_cache(
         items.append((key, str(manifest.resolve(r["path"])), start, end))
     workers = max(1, min(workers, len(items)))
     chunks = [items[w::workers] for w in range(workers)]
-    jobs = [(str(out), w, chunks[w], short_side, quality, fps) for w in range(workers)]
+    jobs = [(str(out), w, chunks[w], short_side, quality, fps, decoder) for w in range(workers)]
     failed: list[dict] = []
     if workers == 1:
         failed = _encode_worker(jobs[0])[1]
@@ -230,7 +235,8 @@ def _key(row: dict) -> str:
 
 
 class FrameCache:
-    """Reads frames of cached videos: `n_frames(key)` and `read(key, indices) -> uint8 [T, H, W, 3]`.
+    """Reads frames of cached videos: `n_frames(key)`, `read_frames(key, indices) -> uint8 [T, 3, H, W]`
+    tensor (what the dataset uses) and `read(key, indices) -> uint8 [T, H, W, 3]` numpy.
 
     GPU path: `read_batch([(key, indices), ...], device="cuda")` decodes the frames of many clips in one
     nvjpeg call and leaves them on the GPU; `read_encoded` + `decode_batch` are its two halves (read the
@@ -279,10 +285,15 @@ class FrameCache:
         """The JPEG bytes of the frames `indices` of `key`, each a 1-D uint8 tensor (for `decode_batch`)."""
         return [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in self.read_bytes(key, indices)]
 
+    def read_frames(
+        self, key: str, indices: Sequence[int], device: str | torch.device | None = None
+    ) -> torch.Tensor:
+        """uint8 [T, 3, H, W] frames as the decoder returns them, on `device` (None: the cache's device)."""
+        return decode_batch(self.read_encoded(key, indices), device or self.device, where=self._where(key))
+
     def read(self, key: str, indices: Sequence[int], device: str | torch.device | None = None) -> np.ndarray:
-        """uint8 [T, H, W, 3] numpy frames; decoded in one batch on `device` (None: the cache's device)."""
-        frames = decode_batch(self.read_encoded(key, indices), device or self.device, where=self._where(key))
-        return frames.permute(0, 2, 3, 1).cpu().numpy()
+        """uint8 [T, H, W, 3] numpy frames (a view of `read_frames`' tensor, not a copy)."""
+        return self.read_frames(key, indices, device).permute(0, 2, 3, 1).cpu().numpy()
 
     def read_batch(
         self, items: Sequence[tuple[str, Sequence[int]]], device: str | torch.device | None = None
