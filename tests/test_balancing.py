@@ -353,3 +353,58 @@ def test_gradient_methods_with_amp_and_accumulation(squares, tmp_path, balancer)
         assert len(train) == 3 and all(len(r["weights"]) == 4 for r in train)
         runs.append(after)
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+class Deep(torch.nn.Module):
+    """Shared tensor in the middle of the encoder: layers after it are shared by the heads (as a dense
+    decoder on an early feature map makes it), plus a cross-task term over two heads."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        torch.manual_seed(1)
+        self.stem = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh())
+        self.trunk = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh())
+        self.heads = torch.nn.ModuleList(torch.nn.Linear(8, 2) for _ in range(k))
+        self.dense = torch.nn.Linear(8, 6)  # reads the shared tensor directly
+        self.x, self.y = torch.randn(16, 6), torch.randn(k, 16, 2)
+
+    def losses(self):
+        shared = self.stem(self.x)
+        z = self.trunk(shared)
+        out = {f"t{i}": ((h(z) - self.y[i]) ** 2).mean() for i, h in enumerate(self.heads)}
+        out["dense"] = ((self.dense(shared) - self.x) ** 2).mean()
+        extra = (self.heads[0](z) - self.heads[1](z)).pow(2).mean() * 0.1
+        return out, shared, extra
+
+
+@pytest.mark.parametrize("name", GRADIENT)
+def test_single_traversal_delivery_equals_the_summed_backward(name):
+    """`params=` delivers the kept per-task gradients instead of backpropagating the weighted sum again:
+    the gradients of every parameter must be the same (an unlabelled task, a cross-task term and a loss
+    scale included), and so must the weights."""
+    if name == "gradnorm":
+        pytest.skip("GradNorm weights losses on the last shared layer; it has no representation mode")
+    grads, weights = [], []
+    for deliver in (False, True):
+        model = Deep(3)
+        tasks = ["t0", "t1", "t2", "dense"]
+        b = build_balancer(name, tasks, {}, {})
+        for step in range(3):
+            model.zero_grad(set_to_none=True)
+            losses, shared, extra = model.losses()
+            present = {"t0": True, "t1": step != 1, "t2": True, "dense": True}
+            w = b.backward(
+                losses,
+                present,
+                step=step,
+                extra=extra,
+                shared=shared,
+                shared_params=list(model.stem.parameters()),
+                scale=lambda v: v * 8.0,
+                params=list(model.parameters()) if deliver else (),
+            )
+        weights.append(w)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert weights[0] == pytest.approx(weights[1])
+    for n, g in grads[0].items():  # same up to float32 rounding (summation order differs)
+        assert float((g - grads[1][n]).abs().max()) <= 1e-5 * float(g.abs().max()), n

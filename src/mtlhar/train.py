@@ -211,6 +211,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt_params = params
         if t.optimizer == "adamw":
             self.opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
         else:
@@ -380,6 +381,7 @@ class Trainer:
                 shared=out.taps[self.model.shared_tap()],
                 shared_params=[p for p in self.model.shared_parameters() if p.requires_grad],
                 scale=lambda x: self.scaler.scale(x / scale),
+                params=self.opt_params,  # single traversal of the heads (single process)
             )
         else:
             total, weights = self.balancer.combine(losses, present, step)

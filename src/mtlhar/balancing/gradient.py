@@ -2,12 +2,19 @@
 IMTL-G, UPGrad) and GradNorm.
 
 Modes. `representation` (default): one `autograd.grad` per labelled task w.r.t. the shared tensor (through
-the heads only), a K x K Gramian, weights from the method's solver, then ONE backward of
-`scale(sum_t w_t L_t + extra)`. Because every method here combines gradients linearly (d = sum_t w_t g_t),
-that single backward delivers exactly the combined gradient d to the shared tensor, hence to the encoder,
-and w_t grad L_t to head t: the same as `shared.backward(d)` plus the heads' weighted losses, in one pass
-that DDP sees as an ordinary backward. `parameters` (exact, costly): the per-task gradients are taken on
-the shared parameters (K extra backward passes through the encoder), then the same single backward.
+the heads only), a K x K Gramian, weights from the method's solver, then the update. Every method here
+combines gradients linearly (d = sum_t w_t g_t), so the update is d into the shared tensor (hence the
+encoder) and w_t grad L_t into head t. Two ways to deliver it:
+- given the model's parameters (`params=`, single process): each task's `autograd.grad` also returns its
+  gradients on the parameters downstream of the shared tensor (its head, and encoder layers between the
+  shared tap and the head), kept and summed with the weights; then one backward from the shared tensor
+  alone (`shared.backward(d)`, with `extra` in the same pass). The heads are traversed once, as in equal
+  weighting: what matters when a head is a dense decoder.
+- otherwise (and always under DDP, whose reducer must see every gradient arrive through autograd): ONE
+  backward of `scale(sum_t w_t L_t + extra)`, which delivers the same gradients but traverses the heads a
+  second time.
+`parameters` (exact, costly): the per-task gradients are taken on the shared parameters (K extra backward
+passes through the encoder), then the single backward.
 
 Scale: weights are expressed like equal weighting's (summing to about K when gradients agree), so a
 learning rate tuned for equal weights stays sensible. Under DDP the Gramian is averaged over ranks so
@@ -37,22 +44,49 @@ def task_gradients(
     losses: Sequence[Tensor],
     wrt: Sequence[Tensor],
     scale: Callable[[Tensor], Tensor] = _identity,
-) -> Tensor:
+    keep: Sequence[Tensor] = (),
+) -> Tensor | tuple[Tensor, list[tuple[Tensor | None, ...]]]:
     """J [K, D]: row t is d losses[t] / d wrt (flattened, float32, in unscaled units).
 
     The losses are scaled before differentiation (so fp16 gradients do not underflow) and the rows are
-    divided by the same factor afterwards.
+    divided by the same factor afterwards. With `keep`, the same calls also differentiate w.r.t. those
+    tensors and return (J, [per task: their gradients, scaled, None where unused]).
     """
     factor = float(scale(torch.ones((), device=wrt[0].device)))
-    rows = []
+    rows, kept = [], []
     for loss in losses:
-        grads = torch.autograd.grad(scale(loss), list(wrt), retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(scale(loss), [*wrt, *keep], retain_graph=True, allow_unused=True)
         flat = [
             (torch.zeros(x.numel(), device=x.device) if g is None else g.float().flatten())
             for g, x in zip(grads, wrt)
         ]
         rows.append(torch.cat(flat) / factor)
-    return torch.stack(rows)
+        kept.append(grads[len(wrt) :])
+    return (torch.stack(rows), kept) if keep else torch.stack(rows)
+
+
+def params_upstream_of(x: Tensor) -> set[int]:
+    """ids of the leaf tensors (parameters) `x` was computed from: a walk of its autograd graph (no
+    arithmetic; a few hundred nodes for a video CNN)."""
+    seen, out, stack = set(), set(), [x.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad: a leaf
+        if variable is not None:
+            out.add(id(variable))
+        stack.extend(n for n, _ in node.next_functions)
+    return out
+
+
+def _distributed() -> bool:
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
 
 
 class GradientBalancer(Balancer):
@@ -87,15 +121,51 @@ class GradientBalancer(Balancer):
             f"{type(self).__name__} is a gradient balancer: the trainer calls its backward(), not combine()"
         )
 
-    def gramian(self, losses, active, shared, shared_params, scale) -> Tensor:
+    def gramian(self, losses, active, shared, shared_params, scale, downstream=()) -> Tensor:
+        """The K x K Gramian of the labelled tasks' gradients. In representation mode with `downstream`
+        parameters, their per-task gradients are kept in `self._kept` for `_deliver`."""
+        self._kept = None
         if self.mode == "representation":
             if shared is None:
                 raise ValueError("representation mode needs the shared tensor (`shared=`)")
             wrt = [shared]
         else:
             wrt = [p for p in shared_params if p.requires_grad]
-        j = task_gradients([losses[t] for t in active], wrt, scale)
+        if self.mode == "representation" and downstream:
+            j, kept = task_gradients([losses[t] for t in active], wrt, scale, keep=downstream)
+            self._kept = (j, kept, list(downstream))
+        else:
+            j = task_gradients([losses[t] for t in active], wrt, scale)
         return distributed_mean(j @ j.T).double().cpu()
+
+    def _deliver(self, w: Tensor, active, losses, shared, extra, scale) -> None:
+        """The update from the kept per-task gradients: w_t * (scaled) grad into each downstream
+        parameter, and d = J^T w (scaled) into the shared tensor in one backward that also carries `extra`
+        and the (zero-weighted) losses of unlabelled tasks, so their heads get the zero gradients a summed
+        backward would give them."""
+        j, kept, downstream = self._kept
+        self._kept = None
+        idx = {t: i for i, t in enumerate(self.tasks)}
+        wa = torch.tensor([float(w[idx[t]]) for t in active], dtype=torch.float32, device=j.device)
+        factor = float(scale(torch.ones((), device=j.device)))
+        for k, p in enumerate(downstream):
+            total = None
+            for a, grads in enumerate(kept):
+                g = grads[k]
+                if g is not None:
+                    total = g * wa[a].to(g.dtype) if total is None else total + g * wa[a].to(g.dtype)
+            if total is not None:
+                p.grad = total if p.grad is None else p.grad + total
+        d = (wa @ j) * factor
+        rest = extra
+        for t in self.tasks:
+            if t not in active and losses[t].requires_grad:
+                rest = losses[t] * 0.0 if rest is None else rest + losses[t] * 0.0
+        tensors, grads = [shared], [d.view_as(shared).to(shared.dtype)]
+        if rest is not None:
+            tensors.append(scale(rest))
+            grads.append(None)
+        torch.autograd.backward(tensors, grads)
 
     def active_weights(self, gramian: Tensor, n_tasks: int) -> Tensor:
         """The method's weights for the labelled tasks, on equal weighting's scale (sum ~ K)."""
@@ -115,13 +185,23 @@ class GradientBalancer(Balancer):
         shared: Tensor | None = None,
         shared_params: Sequence[Tensor] = (),
         scale: Callable[[Tensor], Tensor] = _identity,
+        params: Sequence[Tensor] = (),
     ) -> dict[str, float]:
-        """Weights from the labelled tasks' gradients, then one backward of the weighted sum (+ extra)."""
+        """Weights from the labelled tasks' gradients, then the update (see the module's docstring):
+        `params` (all the model's trainable parameters) enables the single-traversal delivery."""
         mask = presence_mask(self.tasks, present)
         active = [t for t, m in zip(self.tasks, mask.tolist()) if m]
         w = torch.zeros(len(self.tasks), dtype=torch.float64)
+        self._downstream = ()
+        if params and self.mode == "representation" and shared is not None and not _distributed():
+            upstream = params_upstream_of(shared)
+            self._downstream = [p for p in params if p.requires_grad and id(p) not in upstream]
+        self._kept = None
         if active:
             w = self.step_weights(losses, active, mask, step, shared, shared_params, scale)
+        if self._kept is not None:
+            self._deliver(w, active, losses, shared, extra, scale)
+            return dict(zip(self.tasks, w.tolist()))
         total = sum(losses[t] * float(w[i]) for i, t in enumerate(self.tasks))
         if extra is not None:
             total = total + extra
@@ -129,7 +209,7 @@ class GradientBalancer(Balancer):
         return dict(zip(self.tasks, w.tolist()))
 
     def step_weights(self, losses, active, mask, step, shared, shared_params, scale) -> Tensor:
-        g = self.gramian(losses, active, shared, shared_params, scale)
+        g = self.gramian(losses, active, shared, shared_params, scale, getattr(self, "_downstream", ()))
         if self.diagnostics_every and step % self.diagnostics_every == 0:
             self.last_diagnostics = {"step": step, **gramian_diagnostics(g, active)}
         w = torch.zeros(len(self.tasks), dtype=torch.float64)
@@ -289,7 +369,9 @@ class GradNorm(Balancer):
     def combine(self, losses, present, step):
         raise ConfigError("GradNorm is a gradient balancer: the trainer calls its backward(), not combine()")
 
-    def backward(self, losses, present, *, step, extra=None, shared=None, shared_params=(), scale=_identity):
+    def backward(
+        self, losses, present, *, step, extra=None, shared=None, shared_params=(), scale=_identity, params=()
+    ):
         self._roll(step)
         mask = presence_mask(self.tasks, present)
         active = [t for t, m in zip(self.tasks, mask.tolist()) if m]
