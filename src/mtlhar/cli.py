@@ -117,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--out", required=True, help="study directory (run again to resume)")
     st.add_argument("--seeds", type=int, default=None, help="paired seeds (default: the config's)")
     st.add_argument("--quick", action="store_true", help="apply the config's `quick` overrides")
+    st.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once in worker processes, each with cores/jobs threads (default 1); under "
+        "torchrun each process takes its share of the runs instead",
+    )
 
     rp = cmd("report", "write the HTML report of a study or demo directory (DIR/report/index.html)")
     rp.add_argument("dir")
@@ -338,7 +345,13 @@ def _run(args) -> int:
         from .demo import print_summary
         from .study import load_study, run_study
 
-        results = run_study(load_study(args.config), args.out, seeds=args.seeds, quick=args.quick)
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs: must be >= 1, got {args.jobs}")
+        results = run_study(
+            load_study(args.config), args.out, seeds=args.seeds, quick=args.quick, jobs=args.jobs
+        )
+        if not results:  # a torchrun process other than 0: process 0 reports
+            return 0
         print_summary(Console(), results)
         _write_report(args.out)
         return 0

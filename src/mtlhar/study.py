@@ -273,14 +273,97 @@ def plan_runs(
     return plan
 
 
+def _run_one(run: PlannedRun, run_dir: Path, manifest: Manifest, spec_tasks, test_splits, log=None) -> str:
+    """Train one run (resuming a killed one), evaluate it on the test splits and measure its encoder;
+    each step is skipped when its output exists. Returns the log line."""
+    from .train import Trainer
+
+    line = "finished earlier, reusing"
+    if not (run_dir / "summary.json").is_file():
+        resume = (run_dir / "checkpoints" / "last.pt").is_file()
+        res = Trainer(run.config, run_dir, manifest=manifest, single_process=True).fit(resume=resume, log=log)
+        line = f"{res.steps} steps, {res.wall_time_s:.0f}s, best step {res.best_step}"
+    for split in test_splits:
+        if not (run_dir / f"predictions_{split}.npz").is_file():
+            ev = evaluate_run(run_dir, split=split)
+            (run_dir / f"eval_{split}.json").write_text(json.dumps(ev, indent=2))
+    path = run_dir / "representation.json"
+    if not path.is_file():
+        rq = representation_quality(run_dir, spec_tasks, test_split=test_splits[0])
+        path.write_text(json.dumps(rq, indent=2))
+    return line
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_one_quiet(args) -> str:
+    return _run_one(*args, log=None)
+
+
+def _torchrun_ranks() -> tuple[int, int, int]:
+    """(rank, world, local_rank) when launched by torchrun with several processes, else (0, 1, 0)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _barrier(out: Path, phase: str, rank: int, world: int) -> None:
+    """Wait until every torchrun process has reached `phase`: a file per process under OUT/.ranks (the
+    study folder is shared by the processes anyway). Not a process group: the runs check
+    `torch.distributed.is_initialized()` to decide whether to all-reduce, and each process trains alone."""
+    import os
+
+    token = "-".join(
+        os.environ.get(k, "")
+        for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RESTART_COUNT")
+    )
+    folder = out / ".ranks"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{phase}-{rank}").write_text(token)
+    while True:
+        ready = 0
+        for r in range(world):
+            try:
+                ready += (folder / f"{phase}-{r}").read_text() == token
+            except OSError:
+                pass
+        if ready == world:
+            return
+        time.sleep(0.5)
+
+
 def run_study(
-    spec: StudySpec, out: str | Path, *, seeds: int | None = None, quick: bool = False, log=print
+    spec: StudySpec,
+    out: str | Path,
+    *,
+    seeds: int | None = None,
+    quick: bool = False,
+    jobs: int = 1,
+    log=print,
 ) -> dict:
-    """Train and evaluate every run of the study (skipping finished ones) and write OUT/results.json."""
-    from .train import Trainer, prepare_data
+    """Train and evaluate every run of the study (skipping finished ones) and write OUT/results.json.
+
+    `jobs` > 1 trains that many runs at once in worker processes (each with cores / jobs threads; runs are
+    independent, so only floating-point summation order can differ from a sequential study). Under
+    torchrun with N processes, process r takes runs r, r + N, ... on its own device (cuda:LOCAL_RANK when
+    CUDA is present) and process 0 writes the results once all have finished.
+    """
+    import os
+
+    from .train import prepare_data
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    rank, world, local_rank = _torchrun_ranks()
+    if world > 1 and rank != 0:
+        _barrier(out, "prepared", rank, world)  # process 0 prepares the data (world, holdout, folds) first
     seeds = seeds or (spec.quick_seeds if quick else None) or spec.seeds
     t0 = time.perf_counter()
     protocol = check_protocol(spec)
@@ -305,29 +388,49 @@ def run_study(
         root=str(manifest.root) if folds else None,
     )
     what = f"{seeds} paired seed(s)" + (f" x {len(folds)} {protocol['kind']} folds" if folds else "")
-    log(f"study {spec.name}: {len(plan)} runs ({what}) -> {out}")
-    for i, run in enumerate(plan):
-        run_dir = out / "runs" / run.name
-        if (run_dir / "summary.json").is_file():
-            log(f"  {i + 1}/{len(plan)} {run.name}: finished earlier, reusing")
-            continue
-        resume = (run_dir / "checkpoints" / "last.pt").is_file()
-        res = Trainer(run.config, run_dir, manifest=manifest).fit(resume=resume, log=log)
+    if world > 1:
+        if rank == 0:
+            _barrier(out, "prepared", rank, world)  # the data is ready: the other processes may start
+        import torch
+
+        if torch.cuda.is_available():
+            for run in plan:
+                if run.config.train.device in ("auto", "cuda"):
+                    run.config.train.device = f"cuda:{local_rank}"
+        mine = [(i, r) for i, r in enumerate(plan) if i % world == rank]
         log(
-            f"  {i + 1}/{len(plan)} {run.name}: {res.steps} steps, {res.wall_time_s:.0f}s, best step {res.best_step}"
+            f"study {spec.name}: {len(plan)} runs ({what}), {len(mine)} on process {rank} of {world} -> {out}"
         )
-    for run in plan:
-        for split in spec.test_splits:
-            run_dir = out / "runs" / run.name
-            if not (run_dir / f"predictions_{split}.npz").is_file():
-                ev = evaluate_run(run_dir, split=split)
-                (run_dir / f"eval_{split}.json").write_text(json.dumps(ev, indent=2))
-    for run in plan:
-        path = out / "runs" / run.name / "representation.json"
-        if not path.is_file():
-            rq = representation_quality(out / "runs" / run.name, spec.tasks, test_split=spec.test_splits[0])
-            path.write_text(json.dumps(rq, indent=2))
+    else:
+        mine = list(enumerate(plan))
+        log(
+            f"study {spec.name}: {len(plan)} runs ({what}) -> {out}"
+            + (f", {jobs} at a time" if jobs > 1 else "")
+        )
+    work = [(run, out / "runs" / run.name, manifest, spec.tasks, spec.test_splits) for _, run in mine]
+    if jobs > 1 and world == 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(
+            jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(threads,),
+        ) as pool:
+            futures = {pool.submit(_run_one_quiet, w): (i, w[0]) for (i, _), w in zip(mine, work)}
+            for f in as_completed(futures):
+                i, run = futures[f]
+                log(f"  {i + 1}/{len(plan)} {run.name}: {f.result()}")
+    else:
+        for (i, run), w in zip(mine, work):
+            log(f"  {i + 1}/{len(plan)} {run.name}: {_run_one(*w, log=None if world > 1 else log)}")
     release_decoded_clips()  # the decoded clips shared by the runs, their evaluations and measurements
+    if world > 1:
+        _barrier(out, "trained", rank, world)  # every process has finished its runs
+        if rank != 0:
+            return {}
     results = summarise(spec, plan, out, manifest, time.perf_counter() - t0, quick=quick)
     if spec.transfer:
         from .transfer import study_transfer, transfer_question

@@ -164,12 +164,21 @@ class TrainResult:
 class Trainer:
     """Builds everything a run needs from a RunConfig and trains it into `run_dir`."""
 
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, *, manifest: Manifest | None = None):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: str | Path,
+        *,
+        manifest: Manifest | None = None,
+        single_process: bool = False,
+    ):
+        """`single_process`: train in this process alone even when launched by torchrun (a study gives
+        each process its own runs)."""
         self.cfg, self.run_dir = cfg, Path(run_dir)
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
-        self.dist = distributed.setup()
+        self.dist = distributed.DistInfo() if single_process else distributed.setup()
         self.device = pick_device(t.device)
         if self.dist.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
