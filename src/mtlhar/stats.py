@@ -5,6 +5,11 @@
   for those seeds, the same resampled clip indices (clips are paired across runs: every run of a study is
   tested on the same clips). Other metrics (macro-F1, mAP...) get intervals over seeds only. In k-fold and
   leave-one-subject-out studies the unit is a fold x seed run (`bootstrap_units_clips`).
+- Set metrics (mAP: a ranking over all test clips, not a mean of per-clip values) get the same resamples
+  of seeds x clips, with the metric recomputed on each resampled clip set (`bootstrap_set_metric`); their
+  MTL vs STL test is a paired approximate-randomisation test (`randomisation_test`: each clip's outputs
+  swapped between the two runs at random, the metric recomputed). Fixed splits only: in fold studies mAP
+  keeps an interval over fold x seed runs.
 - delta_m gets its interval from the same paired resamples of the MTL run and its STL baselines.
 - MTL vs STL per task: a paired sign-flip permutation test on per-clip score differences averaged over
   seeds; p-values are Holm-corrected across every test of the study.
@@ -17,6 +22,84 @@ import numpy as np
 from . import metrics as M
 
 PER_CLIP = {"top1", "mae"}
+
+
+def average_precisions(scores: np.ndarray, target: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Average precision of every class at once: scores, target (0/1), valid [N, C] -> AP [C] (NaN for a
+    class without a valid positive). The usual definition (mean over positives of the precision at their
+    rank); equal to sklearn's `average_precision_score` when scores are not tied."""
+    z = np.where(valid, scores, -np.inf)
+    y = np.where(valid, target, 0).astype(np.float64)
+    order = np.argsort(-z, axis=0, kind="stable")
+    ys = np.take_along_axis(y, order, axis=0)
+    hits = np.cumsum(ys, axis=0)
+    precision = hits / np.arange(1, len(ys) + 1)[:, None]
+    npos = ys.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(npos > 0, (precision * ys).sum(0) / npos, np.nan)
+
+
+def mean_ap(scores: np.ndarray, target: np.ndarray, valid: np.ndarray) -> float:
+    ap = average_precisions(scores, target, valid)
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+
+
+SET_METRICS = {"mAP": mean_ap}
+
+
+def bootstrap_set_metric(
+    metric,
+    outputs: list[np.ndarray],
+    target: np.ndarray,
+    valid: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Bootstrap over seeds x clips of a set metric: outputs [S] x [N, ...] (S seeds on the same N clips),
+    target and valid [N, ...]. Each resample draws seeds and clips with replacement exactly as
+    `bootstrap_units_clips` does (same `seed`, S, N -> same draws, so resamples pair with its), recomputes
+    `metric(output[clips], target[clips], valid[clips])` for each drawn seed and averages."""
+    u, n = len(outputs), len(target)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_resamples)
+    for b in range(n_resamples):
+        units = rng.integers(0, u, u)
+        clips = rng.integers(0, n, n)
+        t, v = target[clips], valid[clips]
+        out[b] = np.nanmean([metric(outputs[k][clips], t, v) for k in units])
+    return out
+
+
+def randomisation_test(
+    metric,
+    a: list[np.ndarray],
+    b: list[np.ndarray],
+    target: np.ndarray,
+    valid: np.ndarray,
+    *,
+    n_permutations: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Paired approximate-randomisation test of mean_s metric(a_s) == mean_s metric(b_s) for a set metric:
+    a, b [S] x [N, ...] (seed s of each run on the same clips). Each permutation swaps the two runs'
+    outputs on a random half of the clips (the same clips for every seed). Returns (observed mean
+    difference a - b, two-sided plus-one corrected p)."""
+
+    def diff(x, y):
+        return float(np.mean([metric(xs, target, valid) - metric(ys, target, valid) for xs, ys in zip(x, y)]))
+
+    observed = diff(a, b)
+    rng = np.random.default_rng(seed)
+    count = 0
+    for _ in range(n_permutations):
+        swap = rng.random(len(target)) < 0.5
+        shape = (-1,) + (1,) * (a[0].ndim - 1)
+        m = swap.reshape(shape)
+        pa = [np.where(m, ys, xs) for xs, ys in zip(a, b)]
+        pb = [np.where(m, xs, ys) for xs, ys in zip(a, b)]
+        count += abs(diff(pa, pb)) >= abs(observed) - 1e-12
+    return observed, (count + 1) / (n_permutations + 1)
 
 
 def per_clip_scores(

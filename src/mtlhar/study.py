@@ -499,9 +499,21 @@ def summarise(
                         boot = (stats.bootstrap_units_clips if folded else stats.bootstrap_seeds_clips)(
                             sc, va
                         )
-                        resamples[(split, group, name)] = (boot, sc, va)
+                        resamples[(split, group, name)] = {"boot": boot, "scores": sc, "valid": va}
                         entry["ci_lo"], entry["ci_hi"] = stats.interval(boot)
                         entry["ci_method"] = f"bootstrap over test clips x {unit}"
+                    elif metric in stats.SET_METRICS and not folded:
+                        fn = stats.SET_METRICS[metric]
+                        outs, tgt, va = _set_inputs(name, loaded)
+                        boot = stats.bootstrap_set_metric(fn, outs, tgt, va)
+                        resamples[(split, group, name)] = {
+                            "boot": boot,
+                            "set": (fn, outs, tgt, va),
+                        }
+                        entry["ci_lo"], entry["ci_hi"] = stats.interval(boot)
+                        entry["ci_method"] = (
+                            f"bootstrap over test clips x seeds, {metric} recomputed per resample"
+                        )
                     else:
                         entry["ci_lo"], entry["ci_hi"] = stats.seed_interval(values)
                         entry["ci_method"] = f"bootstrap over {unit}"
@@ -520,9 +532,9 @@ def summarise(
             stl = {t: _mean(summary, f"stl_{t}", t, split, _main(task_specs[t])) for t in present}
             value, details = M.delta_m(mtl, stl, hib)
             boots = []
-            for b in range(len(resamples[(split, group, present[0])][0])):
-                mb = {t: resamples[(split, group, t)][0][b] for t in present}
-                sb = {t: resamples[(split, f"stl_{t}", t)][0][b] for t in present}
+            for b in range(len(resamples[(split, group, present[0])]["boot"])):
+                mb = {t: resamples[(split, group, t)]["boot"][b] for t in present}
+                sb = {t: resamples[(split, f"stl_{t}", t)]["boot"][b] for t in present}
                 v, _ = M.delta_m(mb, sb, hib)
                 if v is not None:
                     boots.append(v)
@@ -553,22 +565,28 @@ def summarise(
                 }
             )
             for t in present:
-                _, sm, vm = resamples[(split, group, t)]
-                _, ss, vs = resamples[(split, f"stl_{t}", t)]
-                both = vm & vs
-                diff = np.where(both, sm - ss, np.nan)
-                with warnings.catch_warnings():  # clips labelled in no run stay NaN (skipped by the test)
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    diff = np.nanmean(diff, axis=0)
-                p = stats.sign_flip_test(diff)
+                rm, rs = resamples[(split, group, t)], resamples[(split, f"stl_{t}", t)]
+                if "set" in rm:  # a set metric: approximate randomisation over clips
+                    fn, outs_m, tgt, va = rm["set"]
+                    mean_diff, p = stats.randomisation_test(fn, outs_m, rs["set"][1], tgt, va)
+                    method = "paired approximate randomisation over test clips (metric recomputed)"
+                else:
+                    both = rm["valid"] & rs["valid"]
+                    diff = np.where(both, rm["scores"] - rs["scores"], np.nan)
+                    with warnings.catch_warnings():  # clips labelled in no run stay NaN (skipped by the test)
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        diff = np.nanmean(diff, axis=0)
+                    mean_diff, p = float(np.nanmean(diff)), stats.sign_flip_test(diff)
+                    method = "paired sign-flip permutation test on per-clip score differences"
                 tests.append(
                     {
                         "run": group,
                         "task": t,
                         "split": split,
                         "metric": _main(task_specs[t]),
-                        "mean_diff": float(np.nanmean(diff)),
+                        "mean_diff": mean_diff,
                         "p": p,
+                        "method": method,
                     }
                 )
     adjusted = stats.holm([t["p"] for t in tests]) if tests else []
@@ -604,8 +622,10 @@ def summarise(
         "delta_m_convention": DELTA_M_CONVENTION,
         "summary": summary,
         "tests": tests,
-        "tests_method": "paired sign-flip permutation test on per-clip score differences (averaged over seeds), "
-        "10,000 permutations, Holm-corrected across all tests of the study",
+        "tests_method": "per-clip metrics (top1, mae): paired sign-flip permutation test on per-clip score "
+        "differences (averaged over seeds), 10,000 permutations; set metrics (mAP): paired approximate "
+        "randomisation (each clip's outputs swapped between the runs, metric recomputed), 2,000 permutations; "
+        "Holm-corrected across all tests of the study (each test names its method)",
         "tasks": [dict(t, main_metric=_main(t)) for t in spec.tasks],
         "dataset": _dataset_info(manifest, spec.test_splits),
         "provenance": {
@@ -649,6 +669,16 @@ def _clip_matrix(task: Task, name: str, loaded: list, clip_ids: dict | None) -> 
         cols = [clip_ids[c] for c in p["ids"]]
         sc[u, cols], va[u, cols] = s_, v_
     return sc, va
+
+
+def _set_inputs(name: str, loaded: list) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """A set metric's inputs: every run's outputs [N, C], and the targets and validity [N, C] they share
+    (every run of a fixed-split study is tested on the same clips in the same order)."""
+    p0 = loaded[0][0]
+    tgt = p0["targets"][name]
+    m = p0["masks"][name].astype(bool)
+    va = np.broadcast_to(m.reshape(len(m), -1), tgt.shape) if m.ndim < tgt.ndim or m.shape != tgt.shape else m
+    return [p["outputs"][name] for p, _ in loaded], tgt, np.ascontiguousarray(va)
 
 
 def _fold_stats(runs: list[PlannedRun], per_run: list[dict], metric: str) -> dict:
