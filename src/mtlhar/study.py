@@ -643,7 +643,10 @@ def summarise(
             "protocol": check_protocol(spec) or {"kind": "holdout"},
         },
         **({"folds": json.loads((out / "folds" / "folds.json").read_text())["folds"]} if folded else {}),
-        "wall_time_s": round(wall, 1),
+        "wall_time_s": round(wall, 1),  # this invocation (a resumed study counts only what it redid)
+        "runs_wall_time_s": round(
+            sum((_compute(out / "runs" / r.name).get("wall_time_s") or 0.0) for r in plan), 1
+        ),  # training time of every run, whenever it was trained
     }
 
 

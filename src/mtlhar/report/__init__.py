@@ -82,6 +82,7 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
         "settings": data.results.get("settings", {}),
         "dataset": data.results.get("dataset", {}),
         "wall_time_s": data.results.get("wall_time_s"),
+        "runs_wall_time_s": data.results.get("runs_wall_time_s"),
         "groups": [
             {
                 "name": g,
