@@ -81,6 +81,9 @@ def info() -> dict:
         "long_tail": "loss: class_balanced (args.beta), logit_adjust: tau, train.sampler: balanced",
         "augment": ", ".join(AUGMENT_KEYS) + " (data.augment; clip-consistent; flip_swap label rules)",
         "study_protocols": "fixed splits; protocol: {kind: kfold, k, group} | {kind: loso, group}",
+        "study_parallel": "--jobs N (runs in N worker processes) | torchrun: each process takes its share of runs",
+        "study_statistics": "95% bootstrap over test clips x seeds (mAP recomputed per resample); paired "
+        "sign-flip (top1, mae) or approximate-randomisation (mAP) tests, Holm-corrected",
         "input_streams": dict(STREAMS),
         "dataset_formats": dataset_formats(),
         "frame_cache": "JPEG frames in shards with an index (`mtlhar data cache`; data.frame_cache in a config)",
