@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -75,3 +76,43 @@ def test_study_under_torchrun_splits_the_runs_over_processes(squares36, sequenti
     for run in res["runs"]:  # every run trained as a single process
         assert json.loads((out / "runs" / run / "provenance.json").read_text())["world_size"] == 1
     assert (out / "report" / "index.html").is_file()
+
+
+def test_tuning_grid_trains_every_point_and_keeps_the_best_on_validation(squares36, tmp_path):
+    """`tune`: every group trains every grid point per seed; the point with the best mean validation
+    score is kept per group, and only its runs are tested and summarised."""
+    from mtlhar.errors import ConfigError
+
+    d = _spec_dict(squares36)
+    d["tune"] = {"train.lr": [0.0, 0.01]}  # lr 0 cannot learn: its validation score is the initial one
+    lines = []
+    res = run_study(StudySpec(**d), tmp_path / "tuned", log=lines.append)
+    runs_dir = tmp_path / "tuned" / "runs"
+    assert len(list(runs_dir.iterdir())) == 8  # 2 groups x 2 seeds x 2 points
+    assert "x 2 tuning points" in lines[0] and any(line.startswith("tuning: selected") for line in lines)
+    tuning = res["tuning"]
+    assert tuning["grid"] == [{"train.lr": 0.0}, {"train.lr": 0.01}]
+    for g in tuning["groups"]:
+        assert (
+            g["selected"] == int(np.argmax(g["val_scores"])) and g["values"] == tuning["grid"][g["selected"]]
+        )
+        chosen = [r for r in res["groups"][g["group"]]]
+        assert all(r.endswith(f"_t{g['selected']}") for r in chosen)
+        for r in chosen:  # the selected runs were trained with the selected value and tested
+            cfg = yaml.safe_load((runs_dir / r / "config.yaml").read_text())
+            assert cfg["train"]["lr"] == g["values"]["train.lr"]
+            assert (runs_dir / r / "predictions_test.npz").is_file()
+        for r in runs_dir.iterdir():  # the other points were never tested
+            if r.name.startswith(g["group"] + "_s") and r.name not in chosen:
+                assert not (r / "predictions_test.npz").exists()
+    assert res["settings"]["tune"] == {"train.lr": [0.0, 0.01]}
+    from mtlhar.report import build_report
+
+    page = build_report(tmp_path / "tuned").read_text()
+    assert "<h3>Tuning</h3>" in page and "t1: train.lr=0.01" in page
+    d["tune"] = {"lr": [0.1]}
+    with pytest.raises(ConfigError, match=r"tune\.lr.*dotted"):
+        run_study(StudySpec(**d), tmp_path / "bad", log=lambda *_: None)
+    d["tune"] = {"train.lrr": [0.1]}
+    with pytest.raises(ConfigError, match=r"study run .*lrr"):
+        run_study(StudySpec(**d), tmp_path / "bad2", log=lambda *_: None)

@@ -17,7 +17,14 @@ variants:
   - {name: mtl_fine_tempo, tasks: [fine, tempo]}
 quick: {train: {steps: 100}}                        # overrides applied with --quick
 protocol: {kind: loso, group: subject}              # optional: group k-fold / leave-one-subject-out
+tune: {train.lr: [0.001, 0.003]}                    # optional: the same grid for every group
 ```
+
+Tuning (PROTOCOLS: every baseline tuned with the same budget as any balancer): with `tune`, every group
+(single-task baselines, equal weights, every balancer) trains each point of the grid (the cartesian
+product of the listed values) for every seed (and fold), named `<group>_s<seed>_t<k>`; each group then
+keeps the grid point with the best mean validation score over seeds (per fold), and only those runs are
+tested and summarised. `results.json` `tuning` lists every point's validation scores and the choice.
 
 Protocols: without `protocol` (or with `kind: holdout`) the manifest's `split` column is used as it is.
 `{kind: kfold, k: 5, group: COLUMN}` and `{kind: loso, group: COLUMN}` re-split the rows of the train, val
@@ -65,6 +72,7 @@ class StudySpec:
     transfer: dict[str, Any] | None = None  # frozen-encoder probes on a held-out target (mtlhar.transfer)
     quick_seeds: int | None = None  # seeds with --quick (default: `seeds`)
     protocol: dict[str, Any] | None = None  # {kind: holdout | kfold | loso, k, group, val, seed, stratify}
+    tune: dict[str, list] | None = None  # {dotted.config.key: [values]}: the same grid for every group
 
 
 PROTOCOL_KINDS = ("holdout", "kfold", "loso")
@@ -114,6 +122,40 @@ def check_protocol(spec: StudySpec) -> dict[str, Any] | None:
     out = {"kind": kind, "group": group, "val": float(val), "seed": seed, "stratify": p.get("stratify")}
     if kind == "kfold":
         out["k"] = k
+    return out
+
+
+def tuning_grid(spec: StudySpec) -> list[dict[str, Any]]:
+    """The grid points of `tune` in order (the cartesian product of its lists); [{}] without tuning."""
+    import itertools
+
+    if not spec.tune:
+        return [{}]
+    if not isinstance(spec.tune, dict):
+        raise ConfigError(
+            f"study key 'tune': a mapping from config keys to lists of values, got {spec.tune!r}"
+        )
+    keys = list(spec.tune)
+    for k in keys:
+        values = spec.tune[k]
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"study key 'tune.{k}': a non-empty list of values, got {values!r}")
+        if k.split(".")[0] not in ("train", "model", "balancer", "data") or "." not in k:
+            raise ConfigError(
+                f"study key 'tune.{k}': a dotted run-config key under train, model, balancer or data "
+                "(e.g. train.lr)"
+            )
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(spec.tune[k] for k in keys))]
+
+
+def _dotted(point: dict[str, Any]) -> dict:
+    out: dict = {}
+    for key, value in point.items():
+        node = out
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
     return out
 
 
@@ -205,6 +247,7 @@ class PlannedRun:
     seed: int
     config: RunConfig
     fold: int | None = None  # with a k-fold / leave-one-subject-out protocol
+    trial: int | None = None  # grid point of `tune`
 
 
 def plan_runs(
@@ -259,23 +302,64 @@ def plan_runs(
         task = train.get("balance_task", (base.get("train") or {}).get("balance_task"))
         if sampler == "balanced" and task not in {t["name"] for t in extra["tasks"]}:
             extra["train"] = {**train, "sampler": "random", "balance_task": None}
+    grid = tuning_grid(spec)
     plan = []
     for fold, fold_manifest in enumerate(folds) if folds else [(None, None)]:
         for seed in range(seeds):
             for group, extra in groups:
-                cfg = _merge(base, extra)
-                cfg.setdefault("train", {})["seed"] = seed
-                name = f"{group}_s{seed}" if fold is None else f"{group}_f{fold}_s{seed}"
-                cfg["name"] = name
-                if fold_manifest is not None:
-                    cfg["data"]["manifest"] = fold_manifest
-                plan.append(PlannedRun(name, group, seed, from_dict(RunConfig, cfg), fold))
+                for trial, point in enumerate(grid):
+                    cfg = _merge(_merge(base, extra), _dotted(point))
+                    cfg.setdefault("train", {})["seed"] = seed
+                    name = f"{group}_s{seed}" if fold is None else f"{group}_f{fold}_s{seed}"
+                    if spec.tune:
+                        name += f"_t{trial}"
+                    cfg["name"] = name
+                    if fold_manifest is not None:
+                        cfg["data"]["manifest"] = fold_manifest
+                    try:
+                        config = from_dict(RunConfig, cfg)
+                    except ConfigError as e:
+                        raise ConfigError(f"study run {name}: {e}") from None
+                    plan.append(PlannedRun(name, group, seed, config, fold, trial if spec.tune else None))
     return plan
 
 
-def _run_one(run: PlannedRun, run_dir: Path, manifest: Manifest, spec_tasks, test_splits, log=None) -> str:
-    """Train one run (resuming a killed one), evaluate it on the test splits and measure its encoder;
-    each step is skipped when its output exists. Returns the log line."""
+def select_trials(plan: list[PlannedRun], out: Path, grid: list[dict]) -> tuple[list[PlannedRun], dict]:
+    """Per group (and fold): the grid point with the best mean validation score over seeds. Returns the
+    selected runs (in plan order) and the record for results.json."""
+    scores: dict[tuple, dict[int, list[float]]] = {}
+    wall = 0.0
+    for r in plan:
+        summary = json.loads((out / "runs" / r.name / "summary.json").read_text())
+        wall += summary.get("wall_time_s") or 0.0
+        s = summary.get("best_val_score")
+        value = float(s) if s is not None and np.isfinite(s) else float("-inf")
+        scores.setdefault((r.group, r.fold), {}).setdefault(r.trial, []).append(value)
+    chosen = {key: max(per, key=lambda k: (np.mean(per[k]), -k)) for key, per in scores.items()}
+    selected = [r for r in plan if r.trial == chosen[(r.group, r.fold)]]
+    record = {
+        "grid": grid,
+        "selection": "best mean validation score over seeds (the run's checkpoint-selection score)",
+        "wall_time_s_all_points": round(wall, 1),  # training time of every grid point's runs
+        "groups": [
+            {
+                "group": g,
+                **({"fold": f} if f is not None else {}),
+                "val_scores": [float(np.mean(per[k])) for k in sorted(per)],
+                "selected": chosen[(g, f)],
+                "values": grid[chosen[(g, f)]],
+            }
+            for (g, f), per in scores.items()
+        ],
+    }
+    return selected, record
+
+
+def _run_one(
+    run: PlannedRun, run_dir: Path, manifest: Manifest, spec_tasks, test_splits, evaluate=True, log=None
+) -> str:
+    """Train one run (resuming a killed one), then (`evaluate`) test it on the test splits and measure its
+    encoder; each step is skipped when its output exists. Returns the log line."""
     from .train import Trainer
 
     line = "finished earlier, reusing"
@@ -283,6 +367,8 @@ def _run_one(run: PlannedRun, run_dir: Path, manifest: Manifest, spec_tasks, tes
         resume = (run_dir / "checkpoints" / "last.pt").is_file()
         res = Trainer(run.config, run_dir, manifest=manifest, single_process=True).fit(resume=resume, log=log)
         line = f"{res.steps} steps, {res.wall_time_s:.0f}s, best step {res.best_step}"
+    if not evaluate:
+        return line
     for split in test_splits:
         if not (run_dir / f"predictions_{split}.npz").is_file():
             ev = evaluate_run(run_dir, split=split)
@@ -292,6 +378,34 @@ def _run_one(run: PlannedRun, run_dir: Path, manifest: Manifest, spec_tasks, tes
         rq = representation_quality(run_dir, spec_tasks, test_split=test_splits[0])
         path.write_text(json.dumps(rq, indent=2))
     return line
+
+
+def _execute(runs, out: Path, common: tuple, evaluate: bool, jobs: int, ranks: tuple, log) -> None:
+    """Run `_run_one` for `runs`: in this process, in `jobs` worker processes, or (under torchrun) the
+    share of this process (runs r, r + N, ...)."""
+    import os
+
+    rank, world = ranks
+    mine = [(i, r) for i, r in enumerate(runs) if i % world == rank]
+    work = [(run, out / "runs" / run.name, *common, evaluate) for _, run in mine]
+    if jobs > 1 and world == 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(
+            jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(threads,),
+        ) as pool:
+            futures = {pool.submit(_run_one_quiet, w): (i, w[0]) for (i, _), w in zip(mine, work)}
+            for f in as_completed(futures):
+                i, run = futures[f]
+                log(f"  {i + 1}/{len(runs)} {run.name}: {f.result()}")
+    else:
+        for (i, run), w in zip(mine, work):
+            log(f"  {i + 1}/{len(runs)} {run.name}: {_run_one(*w, log=None if world > 1 else log)}")
 
 
 def _worker_init(threads: int) -> None:
@@ -355,7 +469,6 @@ def run_study(
     torchrun with N processes, process r takes runs r, r + N, ... on its own device (cuda:LOCAL_RANK when
     CUDA is present) and process 0 writes the results once all have finished.
     """
-    import os
 
     from .train import prepare_data
 
@@ -388,6 +501,9 @@ def run_study(
         root=str(manifest.root) if folds else None,
     )
     what = f"{seeds} paired seed(s)" + (f" x {len(folds)} {protocol['kind']} folds" if folds else "")
+    grid = tuning_grid(spec)
+    if len(grid) > 1:
+        what += f" x {len(grid)} tuning points"
     if world > 1:
         if rank == 0:
             _barrier(out, "prepared", rank, world)  # the data is ready: the other processes may start
@@ -397,41 +513,32 @@ def run_study(
             for run in plan:
                 if run.config.train.device in ("auto", "cuda"):
                     run.config.train.device = f"cuda:{local_rank}"
-        mine = [(i, r) for i, r in enumerate(plan) if i % world == rank]
-        log(
-            f"study {spec.name}: {len(plan)} runs ({what}), {len(mine)} on process {rank} of {world} -> {out}"
-        )
+        n_mine = sum(1 for i in range(len(plan)) if i % world == rank)
+        log(f"study {spec.name}: {len(plan)} runs ({what}), {n_mine} on process {rank} of {world} -> {out}")
     else:
-        mine = list(enumerate(plan))
         log(
             f"study {spec.name}: {len(plan)} runs ({what}) -> {out}"
             + (f", {jobs} at a time" if jobs > 1 else "")
         )
-    work = [(run, out / "runs" / run.name, manifest, spec.tasks, spec.test_splits) for _, run in mine]
-    if jobs > 1 and world == 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(
-            jobs,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(threads,),
-        ) as pool:
-            futures = {pool.submit(_run_one_quiet, w): (i, w[0]) for (i, _), w in zip(mine, work)}
-            for f in as_completed(futures):
-                i, run = futures[f]
-                log(f"  {i + 1}/{len(plan)} {run.name}: {f.result()}")
-    else:
-        for (i, run), w in zip(mine, work):
-            log(f"  {i + 1}/{len(plan)} {run.name}: {_run_one(*w, log=None if world > 1 else log)}")
+    common = (manifest, spec.tasks, spec.test_splits)
+    tuning = None
+    if spec.tune:  # train every grid point, select per group on validation, then test the chosen ones
+        _execute(plan, out, common, False, jobs, (rank, world), log)
+        if world > 1:
+            _barrier(out, "tuned", rank, world)
+        plan, tuning = select_trials(plan, out, grid)
+        chosen = ", ".join(f"{g['group']}: t{g['selected']}" for g in tuning["groups"])
+        log(f"tuning: selected on validation: {chosen}")
+    _execute(plan, out, common, True, jobs, (rank, world), log)
     release_decoded_clips()  # the decoded clips shared by the runs, their evaluations and measurements
     if world > 1:
         _barrier(out, "trained", rank, world)  # every process has finished its runs
         if rank != 0:
             return {}
     results = summarise(spec, plan, out, manifest, time.perf_counter() - t0, quick=quick)
+    if tuning is not None:
+        results["tuning"] = tuning
+        results["settings"]["tune"] = spec.tune
     if spec.transfer:
         from .transfer import study_transfer, transfer_question
 

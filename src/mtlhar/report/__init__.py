@@ -120,6 +120,7 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
         "transfer_rows": transfer,
         "transfer_answer": data.results.get("transfer_answer"),
         "compute_rows": tables.compute_rows(data),
+        "tuning": data.results.get("tuning"),
         "provenance_rows": tables.provenance_rows(data),
         "results_link": rel.as_posix(),
     }
