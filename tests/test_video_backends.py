@@ -223,6 +223,7 @@ def test_decoder_config_key_reaches_the_decoder(squares, tmp_path, monkeypatch):
     from mtlhar.train import Trainer
 
     raw = square_config(squares, steps=1, eval_every=1)
+    raw["data"]["cache"] = False  # other tests may have left these clips in the process-wide store
     raw["data"]["decoder"] = "opencv"
     with pytest.raises(ConfigError, match=r"data\.decoder.*'opencv'.*pyav, torchcodec"):
         from_dict(RunConfig, raw)
