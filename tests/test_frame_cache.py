@@ -89,3 +89,74 @@ def test_dataset_reads_cache_frames_as_tensors_same_clip_as_numpy_path(squares, 
     ds = make_dataset(cfg, m, resolve_tasks(cfg.tasks, m), "train", train=True)
     x = ds[0]["inputs"]["rgb"]
     assert x.shape == (3, 8, 32, 32) and x.dtype == torch.uint8
+
+
+def _datasets(squares, cache, augment):
+    from mtlhar.data.dataset import resolve_tasks
+    from mtlhar.train import make_dataset
+
+    out = []
+    for mode in ("worker", "device"):
+        cfg = from_dict(RunConfig, square_config(squares, steps=2, eval_every=2))
+        cfg.data.frame_cache, cfg.data.short_side, cfg.data.jpeg_decode = str(cache), 36, mode
+        cfg.data.augment = augment
+        m = Manifest.read(squares)
+        out.append(make_dataset(cfg, m, resolve_tasks(cfg.tasks, m), "train", train=True))
+    return out
+
+
+@pytest.mark.parametrize(
+    "augment", [{}, {"crop_scale": [0.4, 1.0], "flip": 0.5, "jitter": 0.3, "rotate_deg": 10}]
+)
+def test_device_decode_gives_the_loader_batch_bit_for_bit(squares, tmp_path, augment):
+    """`data.jpeg_decode: device`: the loader ships JPEG bytes and the clip's plan, the training process
+    decodes the whole batch in one call; the batch must equal the loader-decoded one exactly."""
+    from mtlhar.data.dataset import collate, decode_batch_on
+
+    build_cache(squares, tmp_path / "cache", short_side=40)
+    worker, device = _datasets(squares, tmp_path / "cache", augment)
+    for epoch in (0, 1):
+        worker.set_epoch(epoch)
+        device.set_epoch(epoch)
+        a = collate([worker[i] for i in range(8)])
+        raw = collate([device[i] for i in range(8)])
+        assert "rgb" not in raw["inputs"] and len(raw["inputs"]["rgb_jpeg"]) == 8
+        b = decode_batch_on(raw, "cpu")
+        assert torch.equal(a["inputs"]["rgb"], b["inputs"]["rgb"])
+        assert all(torch.equal(a["targets"][k], b["targets"][k]) for k in a["targets"])
+        assert b["size"] == 8 and not b["meta"]["bad"]
+
+
+def test_device_decode_drops_a_clip_with_a_corrupt_frame_and_lists_it(squares, tmp_path):
+    from mtlhar.data.dataset import collate, decode_batch_on
+
+    build_cache(squares, tmp_path / "cache", short_side=40)
+    _, device = _datasets(squares, tmp_path / "cache", {})
+    raw = collate([device[i] for i in range(4)])
+    raw["inputs"]["rgb_jpeg"][2]["frames"][0] = torch.zeros(50, dtype=torch.uint8)  # not a JPEG
+    out = decode_batch_on(raw, "cpu")
+    assert out["size"] == 3 and out["inputs"]["rgb"].shape[0] == 3
+    assert all(v.shape[0] == 3 for v in out["targets"].values())
+    (bad,) = out["meta"]["bad"]
+    assert bad["id"] == raw["meta"]["ids"][2] and bad["path"] and "corrupt JPEG" in bad["reason"]
+    assert out["meta"]["ids"] == [raw["meta"]["ids"][j] for j in (0, 1, 3)]
+
+
+def test_training_with_device_decode_equals_loader_decode(squares, tmp_path):
+    build_cache(squares, tmp_path / "cache", short_side=40)
+    states = []
+    for mode in ("worker", "device"):
+        cfg = from_dict(RunConfig, square_config(squares, steps=3, eval_every=3, checkpoint_every=3))
+        cfg.data.frame_cache, cfg.data.short_side, cfg.data.jpeg_decode = str(tmp_path / "cache"), 36, mode
+        cfg.data.augment = {"flip": 0.5, "jitter": 0.2}
+        trainer = Trainer(cfg, tmp_path / mode)
+        trainer.fit(log=None)
+        states.append(trainer.model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    raw = square_config(squares, steps=1)
+    raw["data"]["jpeg_decode"] = "device"
+    with pytest.raises(DataError, match=r"jpeg_decode: device needs data\.frame_cache"):
+        Trainer(from_dict(RunConfig, raw), tmp_path / "nocache")
+    raw["data"]["jpeg_decode"] = "gpu"
+    with pytest.raises(Exception, match=r"jpeg_decode"):
+        from_dict(RunConfig, raw)

@@ -70,6 +70,9 @@ class DataConfig:
     # video decoder for `stream: rgb`: pyav (default, FFmpeg inside the wheel) or torchcodec (needs system
     # FFmpeg); None: $MTLHAR_VIDEO_BACKEND, else pyav
     decoder: str | None = None
+    # frame-cache JPEGs of training clips decoded in the loader workers ("worker") or per batch on the
+    # training device ("device": one decode_jpeg call per batch, nvjpeg on CUDA)
+    jpeg_decode: Literal["worker", "device"] = "worker"
     # training-clip augmentation (`mtlhar.data.transforms.AUGMENT_KEYS`): crop_scale, crop_ratio, flip,
     # rotate_deg, jitter; {} = none
     augment: dict[str, Any] = field(default_factory=dict)

@@ -89,6 +89,7 @@ def info() -> dict:
         "dataset_formats": dataset_formats(),
         "frame_cache": "JPEG frames in shards with an index (`mtlhar data cache`; data.frame_cache in a config)",
         "video_decoders": _decoders(),
+        "jpeg_decode": "data.jpeg_decode: worker (loader processes) | device (per batch on the training device)",
         "pretrained": _pretrained(),
         "not_yet": PLANNED,
     }

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from . import distributed, provenance
 from .balancing import build_balancer
 from .config import RunConfig, check_sampler, dump_yaml, to_dict
-from .data.dataset import ClipDataset, collate, resolve_tasks
+from .data.dataset import ClipDataset, collate, decode_batch_on, resolve_tasks
 from .data.manifest import Manifest
 from .errors import ConfigError, TooManyBadSamples
 from .evaluate import evaluate_model, validation_score
@@ -118,6 +118,7 @@ def make_dataset(
         frame_cache=d.frame_cache,
         short_side=d.short_side,
         decoder=d.decoder,
+        decode_on_device=d.jpeg_decode == "device" and train,
         augment=d.augment if train else None,
         test_clips=d.test_clips if multi and not train else 1,
         test_crops=d.test_crops if multi and not train else 1,
@@ -342,6 +343,7 @@ class Trainer:
     def _to_device(self, batch: dict) -> dict:
         dev = self.device
         nb = dev.type == "cuda"
+        batch = decode_batch_on(batch, dev)  # data.jpeg_decode: device
         return {
             **batch,
             "inputs": {k: v.to(dev, non_blocking=nb) for k, v in batch["inputs"].items()},
@@ -500,7 +502,7 @@ class Trainer:
                 sums: dict[str, float] = {}
                 weights = {}
                 for _ in range(t.accumulate):
-                    batch = next(batches)
+                    batch = decode_batch_on(next(batches), self.device)  # data.jpeg_decode: device
                     self._record_bad(batch["meta"]["bad"], n_samples)
                     if batch["size"] == 0:
                         continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,7 +21,15 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from ..tasks import Task
 from .manifest import Manifest
-from .transforms import augment_clip, check_augment, crop_origin, flip_permutations, flip_targets
+from .transforms import (
+    ClipParams,
+    apply_params,
+    check_augment,
+    crop_origin,
+    flip_permutations,
+    flip_targets,
+    sample_params,
+)
 from .video import read_video, sample_indices
 
 
@@ -66,6 +75,77 @@ STREAMS = {
 }
 
 
+@dataclass(frozen=True)
+class ClipPlan:
+    """Everything random or size-dependent about turning a clip's frames into the model's input, decided
+    before the pixels are seen (so the frames can be decoded elsewhere, e.g. on the GPU, and the result is
+    the same): an optional resize, a crop origin, and the augmentation parameters."""
+
+    resize: tuple[int, int] | None  # (height, width) to resize to first
+    top: int | None  # crop origin (None: no fixed-size crop; the augmentation's box does it)
+    left: int | None
+    params: ClipParams | None = None
+
+
+def plan_clip(
+    height: int,
+    width: int,
+    size: int,
+    *,
+    short_side: int | None = None,
+    rng: np.random.Generator | None = None,
+    crop: tuple[int, int] | None = None,
+    augment: dict | None = None,
+) -> ClipPlan:
+    """The plan for `height` x `width` frames: short side to `short_side` (default `size`) unless it already
+    has that length, a `size` crop (centred, random from `rng`, or test crop `crop = (index, count)`), then
+    `augment` parameters drawn from `rng`. With `augment.crop_scale` the random box is drawn on the frames
+    as read and resized straight to `size` instead (no short-side resize first)."""
+    if rng is not None and augment is not None and augment["crop_scale"] is not None:
+        return ClipPlan(None, None, None, sample_params(rng, height, width, augment))
+    target = short_side or size
+    resize = None
+    h, w = height, width
+    if min(h, w) != target:
+        scale = target / min(h, w)
+        h, w = max(size, round(h * scale)), max(size, round(w * scale))
+        resize = (h, w)
+    if crop is not None:
+        top, left = crop_origin(crop[0], crop[1], h, w, size)
+    elif rng is None:
+        top, left = (h - size) // 2, (w - size) // 2
+    else:
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    params = sample_params(rng, size, size, augment) if rng is not None and augment is not None else None
+    return ClipPlan(resize, top, left, params)
+
+
+def apply_plan(x: torch.Tensor, plan: ClipPlan, size: int) -> torch.Tensor:
+    """uint8 [T, 3, H, W] frames (any device) -> uint8 [3, T, size, size] as `plan` says. Only the crop is
+    copied when no resize is needed (copying whole frames into another layout first cost 1.8 of 4.3 ms per
+    16-frame clip read from a frame cache)."""
+    if plan.resize is not None:
+        y = F.interpolate(
+            x.float().contiguous(),  # [T, 3, H, W] contiguous: ~1.4x faster than channels-last, same values
+            size=plan.resize,
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+        x = y.round().clamp(0, 255).to(torch.uint8)
+    if plan.top is not None:
+        x = x[:, :, plan.top : plan.top + size, plan.left : plan.left + size]
+    x = x.transpose(0, 1)  # [3, T, h, w]
+    if plan.params is not None:
+        return apply_params(x, plan.params, size)
+    return x.contiguous()
+
+
+def _tchw(clip: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """numpy [T, H, W, 3] (a view, no copy) or a tensor already [T, 3, H, W] -> tensor [T, 3, H, W]."""
+    return torch.from_numpy(clip).permute(0, 3, 1, 2) if isinstance(clip, np.ndarray) else clip
+
+
 def resize_clip(
     clip: np.ndarray | torch.Tensor,
     size: int,
@@ -81,34 +161,11 @@ def resize_clip(
     `size` x `size` crop is taken: centred, at a random position drawn from `rng` (training), or test crop
     `crop = (index, count)` of multi-view testing (`transforms.crop_origin`). With a frame cache built at
     short side 128 and `size` 112 this is the usual "128, crop 112" recipe with no resampling at all in the
-    loader: only the crop is copied (copying whole frames into another layout first cost 1.8 of 4.3 ms per
-    16-frame clip read from the cache).
+    loader.
     """
-    if isinstance(clip, np.ndarray):
-        x = torch.from_numpy(clip).permute(0, 3, 1, 2)  # [T, 3, H, W] view, no copy
-    else:
-        x = clip
-    target = short_side or size
-    _, _, h, w = x.shape
-    if min(h, w) != target:
-        scale = target / min(h, w)
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        y = F.interpolate(
-            x.float().contiguous(),  # [T, 3, H, W] contiguous: ~1.4x faster than channels-last, same values
-            size=(nh, nw),
-            mode="bilinear",
-            antialias=True,
-            align_corners=False,
-        )
-        x = y.round().clamp(0, 255).to(torch.uint8)
-        h, w = nh, nw
-    if crop is not None:
-        top, left = crop_origin(crop[0], crop[1], h, w, size)
-    elif rng is None:
-        top, left = (h - size) // 2, (w - size) // 2
-    else:
-        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    return x[:, :, top : top + size, left : left + size].transpose(0, 1).contiguous()
+    x = _tchw(clip)
+    plan = plan_clip(x.shape[-2], x.shape[-1], size, short_side=short_side, rng=rng, crop=crop)
+    return apply_plan(x, plan, size)
 
 
 def _resize_short_side(clip: np.ndarray, short: int) -> np.ndarray:
@@ -183,6 +240,7 @@ class ClipDataset(Dataset):
         test_clips: int = 1,
         test_crops: int = 1,
         decoder: str | None = None,
+        decode_on_device: bool = False,
     ):
         if stream not in STREAMS:
             raise DataError(f"unknown input stream {stream!r}; available: {sorted(STREAMS)}")
@@ -197,6 +255,9 @@ class ClipDataset(Dataset):
         self.indices = manifest.indices(split)
         self.epoch = 0
         self.decoder = decoder  # read_video backend (None: $MTLHAR_VIDEO_BACKEND, else pyav)
+        if decode_on_device and (frame_cache is None or stream != "rgb"):
+            raise DataError("data.jpeg_decode: device needs data.frame_cache and the rgb stream")
+        self.decode_on_device = decode_on_device  # training clips: JPEG bytes, decoded per batch later
         self.cache = cache  # decoded clips go to the process-wide store `DECODED`
         self._last: tuple[int, np.ndarray] | None = None  # the views of one clip decode it once
         self.frame_cache = None
@@ -304,19 +365,22 @@ class ClipDataset(Dataset):
         idx = sample_indices(len(data), self.frames, mode=self.sampler, stride=self.stride, rng=pick)
         return data[idx]
 
+    def _plan(self, height: int, width: int, rng, crop) -> ClipPlan:
+        return plan_clip(
+            height,
+            width,
+            self.size,
+            short_side=self.short_side,
+            rng=rng,
+            crop=crop,
+            augment=self.augment if rng is not None else None,
+        )
+
     def _rgb(self, frames: np.ndarray | torch.Tensor, rng, crop) -> tuple[torch.Tensor, bool]:
-        """uint8 [T, H, W, 3] (numpy) or [T, 3, H, W] (tensor) -> ([3, T, size, size], flipped). With
-        `augment.crop_scale` the random box is taken on the frames as read and resized straight to `size`
-        (no short-side resize first)."""
-        if rng is None or self.augment is None:
-            return resize_clip(frames, self.size, short_side=self.short_side, rng=rng, crop=crop), False
-        if self.augment["crop_scale"] is not None:
-            x = torch.from_numpy(frames).permute(0, 3, 1, 2) if isinstance(frames, np.ndarray) else frames
-            clip = x.transpose(0, 1)  # [3, T, H, W]
-        else:
-            clip = resize_clip(frames, self.size, short_side=self.short_side, rng=rng)
-        clip, params = augment_clip(clip, rng, self.augment, self.size)
-        return clip, params.flip
+        """uint8 [T, H, W, 3] (numpy) or [T, 3, H, W] (tensor) -> ([3, T, size, size], flipped)."""
+        x = _tchw(frames)
+        plan = self._plan(x.shape[-2], x.shape[-1], rng, crop)
+        return apply_plan(x, plan, self.size), bool(plan.params is not None and plan.params.flip)
 
     def _item(self, i: int, view: int | None) -> dict:
         row = self.indices[i]
@@ -330,6 +394,9 @@ class ClipDataset(Dataset):
             crop = (c, self.test_crops) if self.test_crops > 1 else None
         flipped = False
         try:
+            if self.decode_on_device and self.train:  # JPEG bytes + the plan; pixels come later, batched
+                x = self._encoded_clip(row, rng)
+                return _sample_dict({"rgb_jpeg": x}, self._flip_labels(i, x["plan"].params), meta)
             frames = self._frames(row, rng if rng is not None else window)
             if self.stream == "rgb":
                 x, flipped = self._rgb(frames, rng, crop)
@@ -337,11 +404,36 @@ class ClipDataset(Dataset):
                 x = torch.from_numpy(np.ascontiguousarray(frames))
         except DataError as e:
             return {"bad": {**meta, "path": self.manifest.rows[row].get("path", ""), "reason": str(e)}}
+        return _sample_dict({self.stream: x}, self._flip_labels(i, flipped), meta)
+
+    def _flip_labels(self, i: int, flipped) -> dict:
+        """The labels of clip `i`, with the flip rules applied when its frames were flipped (`flipped`: a
+        bool or the clip's ClipParams)."""
         labels = self.labels[i]
+        if isinstance(flipped, ClipParams) or flipped is None:
+            flipped = bool(flipped is not None and flipped.flip)
         if flipped and self.flip_perms:
             targets = flip_targets({k: v[0] for k, v in labels.items()}, True, self.flip_perms)
             labels = {k: (targets[k], v[1]) for k, v in labels.items()}
-        return _sample_dict({self.stream: x}, labels, meta)
+        return labels
+
+    def _encoded_clip(self, row: int, rng) -> dict:
+        """A training clip read from the frame cache as JPEG bytes with its plan (`data.jpeg_decode:
+        device`): decoded for the whole batch at once by `decode_batch_on`, on the training device."""
+        from .frame_cache import _key
+
+        key = _key(self.manifest.rows[row])
+        entry = self.frame_cache._entry(key)
+        idx = sample_indices(entry["n"], self.frames, mode=self.sampler, stride=self.stride, rng=rng)
+        encoded = self.frame_cache.read_encoded(key, idx.tolist())
+        plan = self._plan(entry["height"], entry["width"], rng, None)
+        return {
+            "frames": encoded,
+            "plan": plan,
+            "size": self.size,
+            "where": self.frame_cache._where(key),
+            "path": self.manifest.rows[row].get("path", ""),
+        }
 
     def __getitem__(self, i: int) -> dict:
         return self._item(i, None)
@@ -388,7 +480,12 @@ def collate(samples: list[dict]) -> dict:
         }
     first = good[0]
     return {
-        "inputs": {k: torch.stack([s["inputs"][k] for s in good]) for k in first["inputs"]},
+        "inputs": {
+            k: [s["inputs"][k] for s in good]
+            if k == "rgb_jpeg"
+            else torch.stack([s["inputs"][k] for s in good])
+            for k in first["inputs"]
+        },
         "targets": {k: torch.stack([s["targets"][k] for s in good]) for k in first["targets"]},
         "mask": {k: torch.stack([s["mask"][k] for s in good]) for k in first["mask"]},
         "meta": {
@@ -398,6 +495,57 @@ def collate(samples: list[dict]) -> dict:
         },
         "size": len(good),
     }
+
+
+def decode_batch_on(batch: dict, device: torch.device | str) -> dict:
+    """Turn a batch's `rgb_jpeg` input (`data.jpeg_decode: device`) into `rgb` on `device`: every frame of
+    every clip decoded in one `decode_jpeg` call there (nvjpeg on CUDA), then each clip's plan applied
+    (resize, crop, augmentation), exactly as the loader would have. A clip with a corrupt frame is dropped
+    from the batch and listed in `meta["bad"]`, as an unreadable sample is by `collate`."""
+    from .frame_cache import decode_batch
+
+    clips = batch["inputs"].get("rgb_jpeg")
+    if clips is None:
+        return batch
+    encoded = [f for c in clips for f in c["frames"]]
+    try:
+        frames = decode_batch(encoded, device, where=clips[0]["where"]).split(
+            [len(c["frames"]) for c in clips]
+        )
+    except DataError:  # find the bad clip(s): decode each on its own
+        frames = []
+        for c in clips:
+            try:
+                frames.append(decode_batch(c["frames"], device, where=c["where"]))
+            except DataError as e:
+                frames.append(e)
+    keep = [j for j, f in enumerate(frames) if not isinstance(f, DataError)]
+    bad = [
+        {
+            "id": batch["meta"]["ids"][j],
+            "row": batch["meta"]["rows"][j],
+            "path": clips[j]["path"],
+            "reason": str(frames[j]),
+        }
+        for j in range(len(clips))
+        if j not in keep
+    ]
+    inputs = {k: v for k, v in batch["inputs"].items() if k != "rgb_jpeg"}
+    out = dict(batch, inputs=inputs)
+    if bad:
+        index = torch.tensor(keep, dtype=torch.long)
+        out["targets"] = {k: v[index] for k, v in batch["targets"].items()}
+        out["mask"] = {k: v[index] for k, v in batch["mask"].items()}
+        out["meta"] = dict(
+            batch["meta"],
+            ids=[batch["meta"]["ids"][j] for j in keep],
+            rows=[batch["meta"]["rows"][j] for j in keep],
+            bad=batch["meta"]["bad"] + bad,
+        )
+        out["size"] = len(keep)
+    if keep:
+        inputs["rgb"] = torch.stack([apply_plan(frames[j], clips[j]["plan"], clips[j]["size"]) for j in keep])
+    return out
 
 
 def resolve_tasks(task_cfgs, manifest: Manifest) -> list[Task]:
