@@ -59,7 +59,7 @@ def test_token_cross_entropy_ignores_padding():
     manual = sum(
         -logits[b, t].log_softmax(-1)[target[b, t]] for b in range(2) for t in range(5) if mask[b, t]
     )
-    assert float(total) == pytest.approx(float(manual), rel=1e-5)
+    assert float(total.detach()) == pytest.approx(float(manual.detach()), rel=1e-5)
     changed = logits.detach().clone()
     changed[~mask] = torch.randn_like(changed[~mask]) * 1e3  # anything at padded positions: no effect
     assert float(masked_token_cross_entropy(changed, target, mask)[0]) == pytest.approx(
