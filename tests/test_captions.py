@@ -63,7 +63,7 @@ def test_token_cross_entropy_ignores_padding():
     changed = logits.detach().clone()
     changed[~mask] = torch.randn_like(changed[~mask]) * 1e3  # anything at padded positions: no effect
     assert float(masked_token_cross_entropy(changed, target, mask)[0]) == pytest.approx(
-        float(total), rel=1e-6
+        float(total.detach()), rel=1e-6
     )
     total.backward()
     assert torch.all(logits.grad[~mask] == 0)
