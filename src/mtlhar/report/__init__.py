@@ -127,9 +127,13 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
 
 
 def _confusions(data: StudyData, out: Path) -> tuple[list[dict], str]:
-    """Confusion matrices of every classification task: first-seed STL baseline and first-seed MTL run."""
+    """Confusion matrices of every classification task: first-seed STL baseline and the first seed of the
+    first group trained on several tasks (else of the first other variant, e.g. a single-task loss)."""
     split = data.first_split
-    mtl_run = data.groups[data.mtl_groups[0]][0] if data.mtl_groups else None
+    firsts = [data.groups[g][0] for g in data.mtl_groups]
+    multi = [r for r in firsts if len(data.tasks_of(r)) > 1]
+    mtl_run = (multi or firsts or [None])[0]
+    mtl_kind = "MTL" if multi else "variant"
     items = []
     for task in data.task_cfgs:
         panels, classes = [], None
@@ -145,7 +149,7 @@ def _confusions(data: StudyData, out: Path) -> tuple[list[dict], str]:
             if cm is None or t is None or not t.classes:
                 continue
             classes = t.classes
-            kind = "STL" if run != mtl_run else "MTL"
+            kind = "STL" if run != mtl_run else mtl_kind
             panels.append((f"{kind}: {run}", cm))
         if panels and classes:
             src = plots.confusion_figure(panels, classes, task, out / f"confusion_{_safe(task)}.png")
