@@ -290,3 +290,21 @@ def test_transfer_section_shows_every_source_with_its_interval(tmp_path, study):
     assert "[0.390, 0.440]" in html and "0.504" in html and "0.321" in html
     assert (copy / "report" / "transfer.png").is_file()
     assert 'id="transfer"' not in build_report(study, tmp_path / "plain", gallery_clips=1).read_text()
+
+
+def test_many_multi_task_runs_get_a_headline_table(tmp_path, study):
+    """More than 3 (run, split) verdicts: one table, a row each, instead of one box each."""
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy, ignore=shutil.ignore_patterns("report"))
+    res = json.loads((copy / "results.json").read_text())
+    res["groups"]["mtl_copy"] = list(res["groups"]["mtl_equal"])
+    res["tests"] += [dict(t, run="mtl_copy") for t in res["tests"] if t["run"] == "mtl_equal"]
+    res["delta_m_summary"] += [
+        dict(d, run="mtl_copy") for d in res["delta_m_summary"] if d["run"] == "mtl_equal"
+    ]
+    (copy / "results.json").write_text(json.dumps(res))
+    html = build_report(copy).read_text()
+    headline = html.split('id="headline"')[1].split("delta_m of each multi-task run")[0]
+    assert "does MTL help here?" in headline and 'class="answer ' not in headline
+    rows = [r for r in headline.split("<tr>")[2:] if "answer-cell" in r]
+    assert len(rows) == 4 and sum("mtl_copy" in r for r in rows) == 2
