@@ -266,11 +266,28 @@ def test_rlw_is_seeded_and_resumable():
     assert first[0] != first[1] and sum(first[0].values()) == pytest.approx(2.0)
 
 
-def test_nash_mtl_reuses_weights_between_updates():
-    model = Tiny(2)
-    b = build_balancer("nash_mtl", ["a", "b"], {}, {"update_every": 3})
-    ws = [run_step(b, model, ["a", "b"], {"a": True, "b": True}, s) for s in range(3)]
-    assert ws[1] == ws[2] == ws[0]
+@pytest.mark.parametrize("name", [n for n in GRADIENT if n != "gradnorm"])
+def test_gradient_methods_reuse_weights_between_updates(name, monkeypatch):
+    """`update_every: 3`: gradients and a solve on steps 0 and 3 only; the steps between reuse the weights
+    (renormalised when a task is unlabelled) and the state carries them over a resume."""
+    model = Tiny(3)
+    b = build_balancer(name, ["a", "b", "c"], {}, {"update_every": 3})
+    solves = []
+    original = type(b).solve
+    monkeypatch.setattr(type(b), "solve", lambda self, g: solves.append(1) or original(self, g))
+    every = dict.fromkeys("abc", True)
+    ws = [run_step(b, model, ["a", "b", "c"], every, s) for s in range(3)]
+    assert len(solves) == 1 and ws[1] == pytest.approx(ws[0]) and ws[2] == pytest.approx(ws[0])
+    partial = run_step(b, model, ["a", "b", "c"], {"a": True, "b": False, "c": True}, 2)
+    assert partial["b"] == 0 and sum(partial.values()) == pytest.approx(sum(ws[0].values()))
+    state = b.state_dict()
+    again = build_balancer(name, ["a", "b", "c"], {}, {"update_every": 3})
+    again.load_state_dict(state)
+    assert run_step(again, model, ["a", "b", "c"], every, 4) == pytest.approx(ws[0])  # the resumed cache
+    run_step(b, model, ["a", "b", "c"], every, 3)
+    assert len(solves) == 2
+    with pytest.raises(ConfigError, match="update_every"):
+        build_balancer(name, ["a"], {}, {"update_every": 0})
 
 
 def test_unknown_balancer_arguments_are_named():

@@ -40,11 +40,13 @@ BALANCERS = {
     "pcgrad": (PCGrad, "projecting conflicting gradients, Yu et al. 2020 (mode, seed)"),
     "cagrad": (CAGrad, "conflict-averse gradient descent, Liu et al. 2021 (mode, c)"),
     "mgda": (MGDA, "multiple-gradient descent, min-norm, Sener & Koltun 2018 (mode)"),
-    "nash_mtl": (NashMTL, "Nash bargaining, Navon et al. 2022 (mode, update_every)"),
+    "nash_mtl": (NashMTL, "Nash bargaining, Navon et al. 2022 (mode, iters)"),
     "aligned_mtl": (AlignedMTL, "aligned principal components, Senushkin et al. 2023 (mode, scale_mode)"),
     "imtl_g": (IMTLG, "impartial MTL, gradient part, Liu et al. 2021 (mode)"),
     "upgrad": (UPGrad, "unconflicting projection of gradients, Quinton & Rey 2024 (mode)"),
 }
+# every gradient method (pcgrad ... upgrad) also takes update_every (solve every k steps, reuse between)
+# and diagnostics_every
 
 __all__ = [
     "BALANCERS",

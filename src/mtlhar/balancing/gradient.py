@@ -102,19 +102,27 @@ class GradientBalancer(Balancer):
         *,
         mode: str = "representation",
         diagnostics_every: int = 50,
+        update_every: int = 1,
     ):
         super().__init__(tasks, None)
         if mode not in MODES:
             raise ConfigError(f"balancer.args.mode: {mode!r} is not a mode; choose from {list(MODES)}")
+        if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+            raise ConfigError(f"balancer.args.update_every: an integer >= 1, got {update_every!r}")
         self.mode, self.diagnostics_every = mode, int(diagnostics_every)
+        # the weights are solved every `update_every` optimiser steps and reused in between, where no task
+        # gradient is computed at all (those steps cost what equal weighting costs)
+        self.update_every = update_every
+        self.cached = torch.ones(len(self.tasks), dtype=torch.float64)
+        self.cached_total = float(len(self.tasks))
         self.last_diagnostics = None
 
     def solve(self, gramian: Tensor) -> Tensor:
         raise NotImplementedError
 
     def due(self, step: int) -> bool:
-        """Whether this step needs the task gradients (every step unless the method caches weights)."""
-        return True
+        """Whether this step needs the task gradients (every `update_every`-th step)."""
+        return step % self.update_every == 0
 
     def combine(self, losses, present, step):
         raise ConfigError(
@@ -209,12 +217,23 @@ class GradientBalancer(Balancer):
         return dict(zip(self.tasks, w.tolist()))
 
     def step_weights(self, losses, active, mask, step, shared, shared_params, scale) -> Tensor:
+        if not self.due(step):  # reuse the last solved weights, renormalised over the labelled tasks
+            return spread(self.cached, mask, self.cached_total)
         g = self.gramian(losses, active, shared, shared_params, scale, getattr(self, "_downstream", ()))
         if self.diagnostics_every and step % self.diagnostics_every == 0:
             self.last_diagnostics = {"step": step, **gramian_diagnostics(g, active)}
         w = torch.zeros(len(self.tasks), dtype=torch.float64)
         w[mask] = self.active_weights(g, len(self.tasks))
+        self.cached = torch.where(mask, w, self.cached)
+        self.cached_total = float(w.sum())
         return w
+
+    def state_dict(self) -> dict:
+        return {"cached": self.cached.clone(), "cached_total": self.cached_total}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "cached" in state:  # absent in checkpoints written before update_every was general
+            self.cached, self.cached_total = state["cached"].clone(), float(state["cached_total"])
 
 
 class MGDA(GradientBalancer):
@@ -285,48 +304,25 @@ class PCGrad(GradientBalancer):
         return aggregators.pcgrad(gramian, generator=self.generator)
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        return {**super().state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
         self.generator.set_state(state["generator"])
 
 
 class NashMTL(GradientBalancer):
-    """Nash-MTL (Navon et al. 2022): the Nash bargaining solution, G alpha = 1 / alpha.
-
-    The weights are solved every `update_every` optimiser steps and reused in between, where no task
-    gradient is computed at all (those steps cost what equal weighting costs).
-    """
+    """Nash-MTL (Navon et al. 2022): the Nash bargaining solution, G alpha = 1 / alpha. With
+    `update_every` (any gradient method takes it) the weights are solved every k steps, as the paper does."""
 
     mean_scaled = False
 
-    def __init__(self, tasks, weights=None, *, update_every: int = 1, iters: int = 50, **kw):
+    def __init__(self, tasks, weights=None, *, iters: int = 50, **kw):
         super().__init__(tasks, weights, **kw)
-        if update_every < 1:
-            raise ConfigError(f"balancer.args.update_every: must be >= 1, got {update_every}")
-        self.update_every, self.iters = int(update_every), int(iters)
-        self.cached = torch.ones(len(self.tasks), dtype=torch.float64)
-        self.cached_total = float(len(self.tasks))
-
-    def due(self, step: int) -> bool:
-        return step % self.update_every == 0
+        self.iters = int(iters)
 
     def solve(self, gramian):
         return aggregators.nash_mtl(gramian, iters=self.iters)
-
-    def step_weights(self, losses, active, mask, step, shared, shared_params, scale) -> Tensor:
-        if not self.due(step):
-            return spread(self.cached, mask, self.cached_total)
-        w = super().step_weights(losses, active, mask, step, shared, shared_params, scale)
-        self.cached = torch.where(mask, w, self.cached)
-        self.cached_total = float(w.sum())
-        return w
-
-    def state_dict(self) -> dict:
-        return {"cached": self.cached.clone(), "cached_total": self.cached_total}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.cached, self.cached_total = state["cached"].clone(), float(state["cached_total"])
 
 
 class GradNorm(Balancer):
