@@ -74,6 +74,8 @@ def info() -> dict:
             k: f"loss {'/'.join(v.losses)}; metrics {', '.join(v.default_metrics)}" for k, v in KINDS.items()
         },
         "balancers": {k: v[1] for k, v in BALANCERS.items()},
+        "gradient_balancer_args": "every gradient method: mode (representation | parameters), update_every "
+        "(solve every k steps), diagnostics_every",
         "cross_task_terms": {
             "hierarchy_consistency": "KL (or CE) between fine probabilities summed per group and the coarse head"
         },
