@@ -250,30 +250,36 @@ def _parse_scalar(text: str) -> Any:
     return yaml.safe_load(text) if text != "" else ""
 
 
+def set_key(data: dict, key: str, value: Any, where: str = "--set") -> dict:
+    """Set the dotted `key` (list items addressed by index) of a raw config mapping to `value`."""
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"{where} {key}: '{part}' is not an index of a list of {len(node)} items")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        else:
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict | list):
+                    raise ConfigError(f"{where} {key}: '{part}' is not a section")
+    return data
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply `key.sub=value` overrides (values parsed as YAML; list items addressed by index)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        node: Any = data
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"--set {key}: '{part}' is not an index of a list of {len(node)} items")
-                if last:
-                    node[int(part)] = _parse_scalar(raw)
-                else:
-                    node = node[int(part)]
-            else:
-                if last:
-                    node[part] = _parse_scalar(raw)
-                else:
-                    node = node.setdefault(part, {})
-                    if not isinstance(node, dict | list):
-                        raise ConfigError(f"--set {key}: '{part}' is not a section")
+        set_key(data, key, _parse_scalar(raw))
     return data
 
 

@@ -25,17 +25,26 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup() -> DistInfo:
+def launched() -> DistInfo:
+    """The ranks torchrun gave this process (from its environment); joins nothing."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    return DistInfo(
+        rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
+
+
+def setup() -> DistInfo:
+    info = launched()
+    if info.world <= 1:
+        return info
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(local)
+            torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend=backend)
-    return DistInfo(rank=rank, world=world, local_rank=local)
+    return info
 
 
 def active() -> bool:

@@ -47,10 +47,10 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed, stats
 from . import metrics as M
-from . import stats
 from .affinity import summarise_affinity
-from .config import RunConfig, from_dict, load_yaml
+from .config import RunConfig, from_dict, load_yaml, set_key
 from .data.dataset import release_decoded_clips
 from .data.manifest import Manifest
 from .errors import ConfigError
@@ -146,17 +146,6 @@ def tuning_grid(spec: StudySpec) -> list[dict[str, Any]]:
                 "(e.g. train.lr)"
             )
     return [dict(zip(keys, combo)) for combo in itertools.product(*(spec.tune[k] for k in keys))]
-
-
-def _dotted(point: dict[str, Any]) -> dict:
-    out: dict = {}
-    for key, value in point.items():
-        node = out
-        *parents, last = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return out
 
 
 def write_folds(protocol: dict, manifest: Manifest, out: Path) -> list[Path]:
@@ -308,7 +297,9 @@ def plan_runs(
         for seed in range(seeds):
             for group, extra in groups:
                 for trial, point in enumerate(grid):
-                    cfg = _merge(_merge(base, extra), _dotted(point))
+                    cfg = _merge(base, extra)
+                    for key, value in point.items():
+                        set_key(cfg, key, copy.deepcopy(value), where="study tune:")
                     cfg.setdefault("train", {})["seed"] = seed
                     name = f"{group}_s{seed}" if fold is None else f"{group}_f{fold}_s{seed}"
                     if spec.tune:
@@ -362,22 +353,24 @@ def _run_one(
     encoder; each step is skipped when its output exists. Returns the log line."""
     from .train import Trainer
 
-    line = "finished earlier, reusing"
+    line = "trained earlier, reusing"
     if not (run_dir / "summary.json").is_file():
         resume = (run_dir / "checkpoints" / "last.pt").is_file()
         res = Trainer(run.config, run_dir, manifest=manifest, single_process=True).fit(resume=resume, log=log)
         line = f"{res.steps} steps, {res.wall_time_s:.0f}s, best step {res.best_step}"
     if not evaluate:
         return line
+    tested = False
     for split in test_splits:
         if not (run_dir / f"predictions_{split}.npz").is_file():
             ev = evaluate_run(run_dir, split=split)
             (run_dir / f"eval_{split}.json").write_text(json.dumps(ev, indent=2))
+            tested = True
     path = run_dir / "representation.json"
     if not path.is_file():
         rq = representation_quality(run_dir, spec_tasks, test_split=test_splits[0])
         path.write_text(json.dumps(rq, indent=2))
-    return line
+    return line + ("; tested" if tested else "")
 
 
 def _execute(runs, out: Path, common: tuple, evaluate: bool, jobs: int, ranks: tuple, log) -> None:
@@ -416,16 +409,6 @@ def _worker_init(threads: int) -> None:
 
 def _run_one_quiet(args) -> str:
     return _run_one(*args, log=None)
-
-
-def _torchrun_ranks() -> tuple[int, int, int]:
-    """(rank, world, local_rank) when launched by torchrun with several processes, else (0, 1, 0)."""
-    import os
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def _barrier(out: Path, phase: str, rank: int, world: int) -> None:
@@ -474,7 +457,8 @@ def run_study(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rank, world, local_rank = _torchrun_ranks()
+    launch = distributed.launched()  # torchrun's ranks, without joining a process group
+    rank, world, local_rank = launch.rank, launch.world, launch.local_rank
     if world > 1 and rank != 0:
         _barrier(out, "prepared", rank, world)  # process 0 prepares the data (world, holdout, folds) first
     seeds = seeds or (spec.quick_seeds if quick else None) or spec.seeds

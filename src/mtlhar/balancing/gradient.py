@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .. import distributed
 from ..errors import ConfigError
 from . import aggregators
 from .base import Balancer, distributed_mean, presence_mask, spread
@@ -81,14 +82,6 @@ def params_upstream_of(x: Tensor) -> set[int]:
     return out
 
 
-def _distributed() -> bool:
-    return (
-        torch.distributed.is_available()
-        and torch.distributed.is_initialized()
-        and torch.distributed.get_world_size() > 1
-    )
-
-
 class GradientBalancer(Balancer):
     """Weights from the Gramian of the task gradients; subclasses implement `solve(gramian)`."""
 
@@ -116,6 +109,8 @@ class GradientBalancer(Balancer):
         self.cached = torch.ones(len(self.tasks), dtype=torch.float64)
         self.cached_total = float(len(self.tasks))
         self.last_diagnostics = None
+        self._downstream: list[Tensor] = []  # this step's parameters below the shared tensor (see backward)
+        self._kept = None  # this step's per-task gradients of those parameters
 
     def solve(self, gramian: Tensor) -> Tensor:
         raise NotImplementedError
@@ -200,11 +195,11 @@ class GradientBalancer(Balancer):
         mask = presence_mask(self.tasks, present)
         active = [t for t, m in zip(self.tasks, mask.tolist()) if m]
         w = torch.zeros(len(self.tasks), dtype=torch.float64)
-        self._downstream = ()
-        if params and self.mode == "representation" and shared is not None and not _distributed():
+        self._downstream, self._kept = [], None
+        deliver = params and self.mode == "representation" and shared is not None and not distributed.active()
+        if deliver and active and self.due(step):  # only steps that take task gradients need them
             upstream = params_upstream_of(shared)
             self._downstream = [p for p in params if p.requires_grad and id(p) not in upstream]
-        self._kept = None
         if active:
             w = self.step_weights(losses, active, mask, step, shared, shared_params, scale)
         if self._kept is not None:
@@ -219,7 +214,7 @@ class GradientBalancer(Balancer):
     def step_weights(self, losses, active, mask, step, shared, shared_params, scale) -> Tensor:
         if not self.due(step):  # reuse the last solved weights, renormalised over the labelled tasks
             return spread(self.cached, mask, self.cached_total)
-        g = self.gramian(losses, active, shared, shared_params, scale, getattr(self, "_downstream", ()))
+        g = self.gramian(losses, active, shared, shared_params, scale, self._downstream)
         if self.diagnostics_every and step % self.diagnostics_every == 0:
             self.last_diagnostics = {"step": step, **gramian_diagnostics(g, active)}
         w = torch.zeros(len(self.tasks), dtype=torch.float64)

@@ -396,7 +396,8 @@ class ClipDataset(Dataset):
         try:
             if self.decode_on_device and self.train:  # JPEG bytes + the plan; pixels come later, batched
                 x = self._encoded_clip(row, rng)
-                return _sample_dict({"rgb_jpeg": x}, self._flip_labels(i, x["plan"].params), meta)
+                params = x["plan"].params
+                return _sample_dict({"rgb_jpeg": x}, self._flip_labels(i, bool(params and params.flip)), meta)
             frames = self._frames(row, rng if rng is not None else window)
             if self.stream == "rgb":
                 x, flipped = self._rgb(frames, rng, crop)
@@ -406,12 +407,9 @@ class ClipDataset(Dataset):
             return {"bad": {**meta, "path": self.manifest.rows[row].get("path", ""), "reason": str(e)}}
         return _sample_dict({self.stream: x}, self._flip_labels(i, flipped), meta)
 
-    def _flip_labels(self, i: int, flipped) -> dict:
-        """The labels of clip `i`, with the flip rules applied when its frames were flipped (`flipped`: a
-        bool or the clip's ClipParams)."""
+    def _flip_labels(self, i: int, flipped: bool) -> dict:
+        """The labels of clip `i`, with the flip rules applied when its frames were flipped."""
         labels = self.labels[i]
-        if isinstance(flipped, ClipParams) or flipped is None:
-            flipped = bool(flipped is not None and flipped.flip)
         if flipped and self.flip_perms:
             targets = flip_targets({k: v[0] for k, v in labels.items()}, True, self.flip_perms)
             labels = {k: (targets[k], v[1]) for k, v in labels.items()}
@@ -527,8 +525,8 @@ def decode_batch_on(batch: dict, device: torch.device | str) -> dict:
             "path": clips[j]["path"],
             "reason": str(frames[j]),
         }
-        for j in range(len(clips))
-        if j not in keep
+        for j, f in enumerate(frames)
+        if isinstance(f, DataError)
     ]
     inputs = {k: v for k, v in batch["inputs"].items() if k != "rgb_jpeg"}
     out = dict(batch, inputs=inputs)

@@ -308,12 +308,7 @@ class FrameCache:
             encoded += self.read_encoded(key, indices)
             sizes.append(len(indices))
         where = ", ".join(dict.fromkeys(self._where(k) for k, _ in items))
-        frames = decode_batch(encoded, device or self.device, where=where)
-        out, i = [], 0
-        for n in sizes:
-            out.append(frames[i : i + n])
-            i += n
-        return out
+        return list(decode_batch(encoded, device or self.device, where=where).split(sizes))
 
     def _where(self, key: str) -> str:
         return f"{self.shard_of[key]}: corrupt JPEG frame of {key!r} in the frame cache"
