@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import make_square_dataset, square_config
-from mtlhar.errors import DataError
+from mtlhar.errors import ConfigError, DataError
 from mtlhar.report import build_report, tables
 from mtlhar.report.study import StudyData
 from mtlhar.study import StudySpec, run_study
@@ -308,3 +308,33 @@ def test_many_multi_task_runs_get_a_headline_table(tmp_path, study):
     assert "does MTL help here?" in headline and 'class="answer ' not in headline
     rows = [r for r in headline.split("<tr>")[2:] if "answer-cell" in r]
     assert len(rows) == 4 and sum("mtl_copy" in r for r in rows) == 2
+
+
+def test_variants_are_tested_against_the_reference_variant(tmp_path):
+    """`reference`: every other multi-task variant gets paired tests against it per primary task and split
+    (its own Holm family), and the report lists them; an unknown reference names the key."""
+    squares = make_square_dataset(tmp_path / "squares", n=36)
+    cfg = square_config(squares, steps=4, eval_every=2, checkpoint_every=2)
+    tasks = cfg.pop("tasks")
+    variants = [
+        {"name": "equal", "balancer": {"name": "equal"}},
+        {"name": "uw", "balancer": {"name": "uncertainty"}},
+        {"name": "pcgrad", "balancer": {"name": "pcgrad"}},
+    ]
+    kw = dict(name="ref", base=cfg, tasks=tasks, seeds=2, test_splits=["test", "val"], stl=False)
+    with pytest.raises(ConfigError, match=r"study reference: 'equl' is not a variant.*'uw'"):
+        run_study(StudySpec(**kw, variants=variants, reference="equl"), tmp_path / "bad", log=lambda *_: None)
+    out = tmp_path / "study"
+    res = run_study(StudySpec(**kw, variants=variants, reference="equal"), out, log=lambda *_: None)
+    primary = [t["name"] for t in tasks if t.get("role", "primary") == "primary"]
+    rows = res["reference_tests"]
+    assert {(r["run"], r["task"], r["split"]) for r in rows} == {
+        (g, t, s) for g in ("uw", "pcgrad") for t in primary for s in ("test", "val")
+    }
+    assert res["tests"] == []  # no single-task baselines in this study
+    assert all(r["reference"] == "equal" and 0 <= r["p"] <= r["p_holm"] <= 1 for r in rows)
+    for r in rows:  # every test clip labelled: the mean per-clip difference is the difference of the means
+        assert r["mean_diff"] == pytest.approx(r["run_mean"] - r["reference_mean"], abs=1e-9)
+    html = build_report(out).read_text()
+    section = html.split('id="reference"')[1].split("<h2")[0]
+    assert "vs equal" in section and section.count("<tr>") == len(rows) + 1

@@ -85,6 +85,8 @@ def info() -> dict:
         "study_protocols": "fixed splits; protocol: {kind: kfold, k, group} | {kind: loso, group}",
         "study_parallel": "--jobs N (runs in N worker processes) | torchrun: each process takes its share of runs",
         "study_tuning": "tune: {train.lr: [..], ...}: same grid for every group, best on validation kept",
+        "study_reference": "reference: VARIANT: every other variant also tested against it (e.g. balancers vs "
+        "equal weighting), its own Holm family",
         "study_statistics": "95% bootstrap over test clips x seeds (mAP recomputed per resample); paired "
         "sign-flip (top1, mae) or approximate-randomisation (mAP) tests, Holm-corrected",
         "input_streams": dict(STREAMS),

@@ -18,7 +18,13 @@ variants:
 quick: {train: {steps: 100}}                        # overrides applied with --quick
 protocol: {kind: loso, group: subject}              # optional: group k-fold / leave-one-subject-out
 tune: {train.lr: [0.001, 0.003]}                    # optional: the same grid for every group
+reference: mtl_equal                                # optional: also test every variant against this one
 ```
+
+Reference (e.g. balancers against equal weighting): with `reference: VARIANT`, every other multi-task
+variant is also compared with that variant on each primary task and test split, with the same paired tests
+as against the single-task baselines; those comparisons are Holm-corrected as their own family and listed
+in `results.json` `reference_tests` and the report's "Against the reference" table.
 
 Tuning (PROTOCOLS: every baseline tuned with the same budget as any balancer): with `tune`, every group
 (single-task baselines, equal weights, every balancer) trains each point of the grid (the cartesian
@@ -73,6 +79,7 @@ class StudySpec:
     quick_seeds: int | None = None  # seeds with --quick (default: `seeds`)
     protocol: dict[str, Any] | None = None  # {kind: holdout | kfold | loso, k, group, val, seed, stratify}
     tune: dict[str, list] | None = None  # {dotted.config.key: [values]}: the same grid for every group
+    reference: str | None = None  # a variant every other multi-task variant is also tested against
 
 
 PROTOCOL_KINDS = ("holdout", "kfold", "loso")
@@ -291,6 +298,9 @@ def plan_runs(
         task = train.get("balance_task", (base.get("train") or {}).get("balance_task"))
         if sampler == "balanced" and task not in {t["name"] for t in extra["tasks"]}:
             extra["train"] = {**train, "sampler": "random", "balance_task": None}
+    variants = [g for g, _ in groups if not (spec.stl and g.startswith("stl_"))]
+    if spec.reference is not None and spec.reference not in variants:
+        raise ConfigError(f"study reference: {spec.reference!r} is not a variant; variants are {variants}")
     grid = tuning_grid(spec)
     plan = []
     for fold, fold_manifest in enumerate(folds) if folds else [(None, None)]:
@@ -554,7 +564,7 @@ def summarise(
         groups.setdefault(r.group, []).append(r)
     task_specs = {t["name"]: t for t in spec.tasks}
     primary = [n for n, t in task_specs.items() if t.get("role", "primary") == "primary"]
-    summary, dm_summary, tests, resamples = [], [], [], {}
+    summary, dm_summary, tests, reference_tests, resamples = [], [], [], [], {}
     per_run_metrics: dict[str, dict[str, dict]] = {}
     folded = any(r.fold is not None for r in plan)
     for split in spec.test_splits:
@@ -656,19 +666,9 @@ def summarise(
                 }
             )
             for t in present:
-                rm, rs = resamples[(split, group, t)], resamples[(split, f"stl_{t}", t)]
-                if "set" in rm:  # a set metric: approximate randomisation over clips
-                    fn, outs_m, tgt, va = rm["set"]
-                    mean_diff, p = stats.randomisation_test(fn, outs_m, rs["set"][1], tgt, va)
-                    method = "paired approximate randomisation over test clips (metric recomputed)"
-                else:
-                    both = rm["valid"] & rs["valid"]
-                    diff = np.where(both, rm["scores"] - rs["scores"], np.nan)
-                    with warnings.catch_warnings():  # clips labelled in no run stay NaN (skipped by the test)
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        diff = np.nanmean(diff, axis=0)
-                    mean_diff, p = float(np.nanmean(diff)), stats.sign_flip_test(diff)
-                    method = "paired sign-flip permutation test on per-clip score differences"
+                mean_diff, p, method = _paired_test(
+                    resamples[(split, group, t)], resamples[(split, f"stl_{t}", t)]
+                )
                 tests.append(
                     {
                         "run": group,
@@ -680,9 +680,32 @@ def summarise(
                         "method": method,
                     }
                 )
-    adjusted = stats.holm([t["p"] for t in tests]) if tests else []
-    for t, p in zip(tests, adjusted):
-        t["p_holm"] = p
+        # every other multi-task group against the reference variant (its own Holm family)
+        for group in groups if spec.reference else ():
+            if group == spec.reference or group.startswith("stl_"):
+                continue
+            for t in primary:
+                keys = (split, group, t), (split, spec.reference, t)
+                if keys[0] not in resamples or keys[1] not in resamples:
+                    continue
+                mean_diff, p, method = _paired_test(resamples[keys[0]], resamples[keys[1]])
+                reference_tests.append(
+                    {
+                        "run": group,
+                        "reference": spec.reference,
+                        "task": t,
+                        "split": split,
+                        "metric": _main(task_specs[t]),
+                        "mean_diff": mean_diff,
+                        "run_mean": _mean(summary, group, t, split, _main(task_specs[t])),
+                        "reference_mean": _mean(summary, spec.reference, t, split, _main(task_specs[t])),
+                        "p": p,
+                        "method": method,
+                    }
+                )
+    for family in (tests, reference_tests):
+        for t, p in zip(family, stats.holm([t["p"] for t in family]) if family else []):
+            t["p_holm"] = p
     affinity_by_run = {}
     for group, runs in groups.items():
         records = []
@@ -716,7 +739,10 @@ def summarise(
         "tests_method": "per-clip metrics (top1, mae): paired sign-flip permutation test on per-clip score "
         "differences (averaged over seeds), 10,000 permutations; set metrics (mAP): paired approximate "
         "randomisation (each clip's outputs swapped between the runs, metric recomputed), 2,000 permutations; "
-        "Holm-corrected across all tests of the study (each test names its method)",
+        "Holm-corrected across all tests against the single-task baselines (each test names its method); tests "
+        "against the `reference` variant (reference_tests) are Holm-corrected as their own family",
+        "reference": spec.reference,
+        "reference_tests": reference_tests,
         "tasks": [dict(t, main_metric=_main(t)) for t in spec.tasks],
         "dataset": _dataset_info(manifest, spec.test_splits),
         "provenance": {
@@ -746,6 +772,24 @@ DELTA_M_CONVENTION = (
     "(mean over seeds), h_k = 1 if higher is better; lower is better (negative: multi-task beats single-task); "
     "baselines below 0.05 excluded; auxiliary tasks never counted"
 )
+
+
+def _paired_test(a: dict, b: dict) -> tuple[float, float, str]:
+    """(mean difference a - b, p, method) of two groups' resamples of one task on one split."""
+    if "set" in a:  # a set metric: approximate randomisation over clips
+        fn, outs_a, tgt, va = a["set"]
+        mean_diff, p = stats.randomisation_test(fn, outs_a, b["set"][1], tgt, va)
+        return mean_diff, p, "paired approximate randomisation over test clips (metric recomputed)"
+    both = a["valid"] & b["valid"]
+    diff = np.where(both, a["scores"] - b["scores"], np.nan)
+    with warnings.catch_warnings():  # clips labelled in no run stay NaN (skipped by the test)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        diff = np.nanmean(diff, axis=0)
+    return (
+        float(np.nanmean(diff)),
+        stats.sign_flip_test(diff),
+        "paired sign-flip permutation test on per-clip score differences",
+    )
 
 
 def _clip_matrix(task: Task, name: str, loaded: list, clip_ids: dict | None) -> tuple[np.ndarray, np.ndarray]:

@@ -106,6 +106,8 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
         "delta_m_rows": tables.delta_m_rows(data),
         "delta_m_convention": data.results.get("delta_m_convention", ""),
         "test_rows": tables.test_rows(data),
+        "reference": data.results.get("reference"),
+        "reference_rows": tables.reference_rows(data),
         "tests_method": data.results.get("tests_method", "paired test, Holm-corrected"),
         "main_rows": tables.main_rows(data),
         "full_rows": tables.full_rows(data),

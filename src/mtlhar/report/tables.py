@@ -177,6 +177,18 @@ def test_rows(data: StudyData) -> list[dict]:
     return rows
 
 
+def reference_rows(data: StudyData) -> list[dict]:
+    """Each multi-task variant against the study's `reference` variant (e.g. a balancer against equal
+    weighting), per primary task and split."""
+    rows = []
+    for t in data.results.get("reference_tests") or []:
+        p_holm = t.get("p_holm", t["p"])
+        better = (t["mean_diff"] > 0) == higher_is_better(t["metric"])
+        verdict = ("better" if better else "worse") if p_holm < ALPHA else "no significant difference"
+        rows.append({**t, "p_holm": p_holm, "verdict": verdict})
+    return rows
+
+
 # -------------------------------------------------------------------------------------------------
 def cross_domain_rows(data: StudyData) -> list[dict]:
     """Main metric of each group and task on every test split, and its change from the first split."""
