@@ -21,7 +21,12 @@ noise floor in this run. A median above its target is `MISSED` when the whole in
 `above, within noise` when the interval reaches the target. Representation mode delivers the update with
 the model's parameters given (`params=`: each head traversed once); `--compare-summed` adds rows
 `rep-summed`: the same methods with the weighted sum backpropagated again (the DDP path);
-`--update-every K` adds rows `rep-everyK`: representation mode solving every K steps.
+`--update-every K` adds rows `rep-everyK` (representation mode solving every K steps) and `everyK`
+(GradNorm taking its gradient norms every K steps).
+
+GradNorm is timed without a target: the issue lists it with the one-backward loss weightings, but its
+norms take one gradient of the last shared layer per task (K weight gradients of that layer on top of the
+summed backward), which `update_every` amortises.
 Peak memory: on CPU each configuration runs in a forked child and reports
 `resource.getrusage(RUSAGE_SELF).ru_maxrss` minus the child's resident set size just before its first
 step (so it includes activations, gradients and the balancer's temporaries); on CUDA
@@ -105,16 +110,21 @@ class Bench(nn.Module):
         return losses, taps[self.shared_tap]
 
 
-def configurations(summed: bool = False, every: int = 1):
+def configurations(summed: bool = False, every: int = 1, methods: list[str] | None = None):
     """(method, mode) rows: `-` for loss weighting, `A/A` for equal weighting against itself, `rep-summed`
-    (representation mode through the summed backward), `rep-everyK` (representation mode, update_every K)."""
+    (representation mode through the summed backward), `rep-everyK` (representation mode, update_every K),
+    `everyK` (GradNorm's norms every K steps). `methods`: only these (and equal, the baseline)."""
     for name, (cls, _) in BALANCERS.items():
+        if methods and name not in methods and name != "equal":
+            continue
         gradient = issubclass(cls, GradientBalancer)
         yield name, "representation" if gradient else "-"
         if name == "equal":
             yield name, "A/A"
+        if name == "gradnorm" and every > 1:
+            yield name, f"every{every}"
         if gradient:
-            if summed and name != "gradnorm":
+            if summed:
                 yield name, "rep-summed"
             if every > 1:
                 yield name, f"rep-every{every}"
@@ -133,9 +143,9 @@ def make_step(setup: dict, name: str, mode: str):
     tasks = list(model.heads) + (["frames"] if model.decoder is not None else [])
     deliver = mode != "rep-summed"
     args = {}
-    if mode.startswith("rep-every"):
-        args["update_every"] = int(mode.removeprefix("rep-every"))
-    if mode not in ("-", "A/A"):
+    if "every" in mode:
+        args["update_every"] = int(mode.split("every")[1])
+    if mode not in ("-", "A/A") and not mode.startswith("every"):
         args["mode"] = "parameters" if mode == "parameters" else "representation"
     balancer = build_balancer(name, tasks, {}, args).to(dev)
     opt = torch.optim.SGD([*model.parameters(), *balancer.parameters()], lr=0.0)
@@ -256,7 +266,9 @@ def judge(ratio: float, low: float, target: float | None) -> str:
     return "MISSED" if low > target else "above, within noise"
 
 
-def run(setups: list[dict], steps: int, summed: bool = False, every: int = 1) -> dict[str, list[str]]:
+def run(
+    setups: list[dict], steps: int, summed: bool = False, every: int = 1, methods: list[str] | None = None
+) -> dict[str, list[str]]:
     misses: dict[str, list[str]] = {}
     for setup in setups:
         cuda = setup["device"] == "cuda"
@@ -271,7 +283,7 @@ def run(setups: list[dict], steps: int, summed: bool = False, every: int = 1) ->
         )
         base_t = run_(measure, setup, "equal", "-", steps)[0]
         base_m = run_(measure, setup, "equal", "-", 1)[1]  # every peak: the same 2 steps in a fresh child
-        for name, mode in configurations(summed, every):
+        for name, mode in configurations(summed, every, methods):
             if name == "equal" and mode == "-":
                 t, m, rt, lo, hi = base_t, base_m, 1.0, math.nan, math.nan
             else:
@@ -332,14 +344,15 @@ def main() -> None:
         metavar="K",
         help="also time gradient methods with update_every K",
     )
+    ap.add_argument("--methods", nargs="+", choices=list(BALANCERS), help="only these methods (and equal)")
     ap.add_argument("--no-cuda", action="store_true", help="skip the CUDA setup even if a GPU is present")
     args = ap.parse_args()
     steps = args.steps or (5 if args.quick else 30)
     torch.set_num_threads(min(os.cpu_count() or 1, 8))
     setups = setup_list(args.quick, torch.cuda.is_available() and not args.no_cuda)
     start = time.perf_counter()
-    misses = run(setups, steps, args.compare_summed, args.update_every)
-    n_conf = sum(1 for _ in configurations(args.compare_summed, args.update_every))
+    misses = run(setups, steps, args.compare_summed, args.update_every, args.methods)
+    n_conf = sum(1 for _ in configurations(args.compare_summed, args.update_every, args.methods))
     print(
         f"\nsummary: {len(setups)} setups x {n_conf} configurations, {steps} steps each, in "
         f"{time.perf_counter() - start:.0f}s; targets (single-backward <= 1.05x, representation <= 1.2x of "

@@ -425,3 +425,23 @@ def test_single_traversal_delivery_equals_the_summed_backward(name):
     assert weights[0] == pytest.approx(weights[1])
     for n, g in grads[0].items():  # same up to float32 rounding (summation order differs)
         assert float((g - grads[1][n]).abs().max()) <= 1e-5 * float(g.abs().max()), n
+
+
+def test_gradnorm_takes_norms_only_every_k_steps(monkeypatch):
+    """GradNorm `update_every: 2`: the per-task gradients of the last shared layer are taken on steps 0,
+    2, ... only; the weights move only after those steps, and the steps between still train every task."""
+    from mtlhar.balancing import gradient
+
+    calls = []
+    original = gradient.task_gradients
+    monkeypatch.setattr(gradient, "task_gradients", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model = Tiny(2)
+    b = build_balancer("gradnorm", ["a", "b"], {}, {"update_every": 2, "lr": 0.5})
+    every = dict.fromkeys("ab", True)
+    ws = [run_step(b, model, ["a", "b"], every, s) for s in range(4)]
+    assert len(calls) == 2  # steps 0 and 2
+    # an update is applied when the next step begins: step 0's at step 1, none at step 2, step 2's at step 3
+    assert ws[0] == {"a": 1.0, "b": 1.0} and ws[1] != ws[0]
+    assert ws[2] == ws[1] and ws[3] != ws[2]
+    with pytest.raises(ConfigError, match="update_every"):
+        build_balancer("gradnorm", ["a"], {}, {"update_every": 0})

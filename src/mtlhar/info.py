@@ -75,7 +75,7 @@ def info() -> dict:
         },
         "balancers": {k: v[1] for k, v in BALANCERS.items()},
         "gradient_balancer_args": "every gradient method: mode (representation | parameters), update_every "
-        "(solve every k steps), diagnostics_every",
+        "(solve every k steps), diagnostics_every; gradnorm: alpha, lr, update_every (norms every k steps)",
         "cross_task_terms": {
             "hierarchy_consistency": "KL (or CE) between fine probabilities summed per group and the coarse head"
         },

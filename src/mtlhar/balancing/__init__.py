@@ -36,7 +36,7 @@ BALANCERS = {
     "dwa": (DynamicWeightAverage, "dynamic weight average, Liu et al. 2019 (temperature, period)"),
     "rlw": (RandomLossWeighting, "random loss weighting, softmax of normal draws (seed)"),
     "famo": (FAMO, "fast adaptive multitask optimisation, Liu et al. 2023 (lr, gamma)"),
-    "gradnorm": (GradNorm, "GradNorm on the last shared layer, Chen et al. 2018 (alpha, lr)"),
+    "gradnorm": (GradNorm, "GradNorm on the last shared layer, Chen et al. 2018 (alpha, lr, update_every)"),
     "pcgrad": (PCGrad, "projecting conflicting gradients, Yu et al. 2020 (mode, seed)"),
     "cagrad": (CAGrad, "conflict-averse gradient descent, Liu et al. 2021 (mode, c)"),
     "mgda": (MGDA, "multiple-gradient descent, min-norm, Sener & Koltun 2018 (mode)"),

@@ -82,6 +82,12 @@ def params_upstream_of(x: Tensor) -> set[int]:
     return out
 
 
+def _check_update_every(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"balancer.args.update_every: an integer >= 1, got {k!r}")
+    return k
+
+
 class GradientBalancer(Balancer):
     """Weights from the Gramian of the task gradients; subclasses implement `solve(gramian)`."""
 
@@ -100,12 +106,10 @@ class GradientBalancer(Balancer):
         super().__init__(tasks, None)
         if mode not in MODES:
             raise ConfigError(f"balancer.args.mode: {mode!r} is not a mode; choose from {list(MODES)}")
-        if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
-            raise ConfigError(f"balancer.args.update_every: an integer >= 1, got {update_every!r}")
         self.mode, self.diagnostics_every = mode, int(diagnostics_every)
         # the weights are solved every `update_every` optimiser steps and reused in between, where no task
         # gradient is computed at all (those steps cost what equal weighting costs)
-        self.update_every = update_every
+        self.update_every = _check_update_every(update_every)
         self.cached = torch.ones(len(self.tasks), dtype=torch.float64)
         self.cached_total = float(len(self.tasks))
         self.last_diagnostics = None
@@ -327,6 +331,10 @@ class GradNorm(Balancer):
     n_t = ||d L_t / d W||, r_t = (L_t / L_t(0)) normalised over the labelled tasks; the target is held
     constant as in the paper. L_t(0) is the loss at the first step where task t was labelled. The update
     is accumulated over an optimiser step's micro-batches and applied when the next step begins.
+
+    Cost: the norms take one gradient of the last shared layer per labelled task (K weight gradients of
+    that layer on top of the summed backward). With `update_every: k` they are taken (and the weights
+    moved) every k optimiser steps only; the steps between cost what static weights cost.
     """
 
     needs_gradients = True
@@ -338,10 +346,12 @@ class GradNorm(Balancer):
         *,
         alpha: float = 1.5,
         lr: float = 0.025,
+        update_every: int = 1,
     ):
         super().__init__(tasks, None)
         k = len(self.tasks)
         self.alpha, self.lr = float(alpha), float(lr)
+        self.update_every = _check_update_every(update_every)
         self.w = torch.ones(k, dtype=torch.float64)
         self.initial = torch.full((k,), torch.nan, dtype=torch.float64)
         self.pending = torch.zeros(k, dtype=torch.float64)
@@ -367,7 +377,7 @@ class GradNorm(Balancer):
         mask = presence_mask(self.tasks, present)
         active = [t for t, m in zip(self.tasks, mask.tolist()) if m]
         weights = spread(self.w, mask)
-        if active:
+        if active and step % self.update_every == 0:
             layer = [p for p in shared_params if p.requires_grad]
             layer = [p for p in layer if p.dim() >= 2][-1:] or layer[-1:]
             if not layer:
