@@ -68,3 +68,23 @@ def test_data_synth_rejects_bad_knobs_in_one_line(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(tmp_path / "s"), "--clips", "30", "--occlusion", "1.5"]) == 2
     err = capsys.readouterr().err
     assert "occlusion" in err and "[0, 1]" in err and "Traceback" not in err
+
+
+def test_demo_compares_its_balancers_with_equal_weighting(tmp_path):
+    """The demo's study plans with `reference: mtl_equal` and prints the comparisons it yields."""
+    from rich.console import Console
+
+    from mtlhar.demo import demo_spec, print_summary
+    from mtlhar.study import plan_runs
+
+    spec = demo_spec(quick=True)
+    plan = plan_runs(spec, seeds=1, quick=True, manifest_path=str(tmp_path / "manifest.csv"))
+    assert spec.reference == "mtl_equal" and {r.group for r in plan} >= {"mtl_equal", "mtl_uncertainty"}
+    test = {"run": "mtl_uncertainty", "reference": "mtl_equal", "split": "test", "task": "fine"}
+    test |= {"metric": "top1", "mean_diff": 0.0125, "p": 0.2, "p_holm": 0.4}
+    console = Console(record=True, width=200)
+    results = {"study": "demo", "tasks": [], "summary": [], "delta_m_summary": [], "tests": []}
+    print_summary(console, results | {"reference_tests": [test]})
+    out = console.export_text()
+    assert "paired test mtl_uncertainty vs mtl_equal (test, fine top1): diff +0.013" in out
+    assert "Holm p = 0.4000" in out

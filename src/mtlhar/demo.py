@@ -57,6 +57,7 @@ def demo_spec(quick: bool) -> StudySpec:
             {"name": "mtl_equal", "balancer": {"name": "equal"}},
             {"name": "mtl_uncertainty", "balancer": {"name": "uncertainty"}},
         ],
+        reference="mtl_equal",  # uncertainty weighting is also tested against equal weighting
     )
 
 
@@ -112,5 +113,10 @@ def print_summary(console, results: dict) -> None:
     for t in results["tests"]:
         console.print(
             f"paired test {t['run']} vs stl_{t['task']} ({t['split']}, {t['metric']}): "
+            f"diff {t['mean_diff']:+.3f}, p = {t['p']:.4f}, Holm p = {t['p_holm']:.4f}"
+        )
+    for t in results.get("reference_tests", []):
+        console.print(
+            f"paired test {t['run']} vs {t['reference']} ({t['split']}, {t['task']} {t['metric']}): "
             f"diff {t['mean_diff']:+.3f}, p = {t['p']:.4f}, Holm p = {t['p_holm']:.4f}"
         )
