@@ -63,3 +63,23 @@ def test_relative_manifest_resolved_against_config_folder(tmp_path):
     p.write_text("data: {manifest: data/manifest.csv}\ntasks: [{name: fine}]\n")
     cfg = load_config(p)
     assert cfg.data.manifest == str(tmp_path / "sub" / "data" / "manifest.csv")
+
+
+def test_balancer_arguments_are_checked_when_the_config_loads(tmp_path):
+    """A bad balancer argument fails at load time (and when a study plans its runs), not when training
+    reaches it."""
+    from mtlhar.study import StudySpec, plan_runs
+
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "data: {manifest: m.csv}\ntasks: [{name: fine}]\nbalancer: {name: nash_mtl, args: {update_every: 0}}\n"
+    )
+    with pytest.raises(ConfigError, match="balancer.args.update_every: an integer >= 1, got 0"):
+        load_config(p)
+    p.write_text("data: {manifest: m.csv}\ntasks: [{name: fine}]\nbalancer: {name: dwa, args: {tmp: 2}}\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['tmp'\] for 'dwa'"):
+        load_config(p)
+    variants = [{"name": "ok", "balancer": {"name": "equal"}}, {"name": "bad", "balancer": {"name": "pcgrd"}}]
+    spec = StudySpec(name="s", base={}, tasks=[{"name": "fine"}, {"name": "coarse"}], variants=variants)
+    with pytest.raises(ConfigError, match=r"study run bad_s0: balancer.name: 'pcgrd' is not a balancer"):
+        plan_runs(spec, seeds=1, quick=False, manifest_path="m.csv")

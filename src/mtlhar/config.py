@@ -326,6 +326,9 @@ def validate(cfg: RunConfig) -> None:
         if t.weight < 0:
             raise ConfigError(f"config key 'tasks.{i}.weight': must be >= 0, got {t.weight}")
     check_sampler(cfg)
+    from .balancing import build_balancer  # its arguments checked now, not when training starts
+
+    build_balancer(cfg.balancer.name, names, {t.name: t.weight for t in cfg.tasks}, cfg.balancer.args)
     if not any(t.role == "primary" for t in cfg.tasks):
         raise ConfigError("config key 'tasks': at least one task must have role 'primary'")
     if cfg.data.manifest is None and cfg.data.synth is None:

@@ -56,7 +56,7 @@ import numpy as np
 from . import distributed, stats
 from . import metrics as M
 from .affinity import summarise_affinity
-from .config import RunConfig, from_dict, load_yaml, set_key
+from .config import RunConfig, from_dict, load_yaml, set_key, validate
 from .data.dataset import release_decoded_clips
 from .data.manifest import Manifest
 from .errors import ConfigError
@@ -319,6 +319,7 @@ def plan_runs(
                         cfg["data"]["manifest"] = fold_manifest
                     try:
                         config = from_dict(RunConfig, cfg)
+                        validate(config)
                     except ConfigError as e:
                         raise ConfigError(f"study run {name}: {e}") from None
                     plan.append(PlannedRun(name, group, seed, config, fold, trial if spec.tune else None))
