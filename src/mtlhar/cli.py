@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     pr = cmd("predict", "predict every task for a video file or a folder of videos")
+    pr.description += (
+        "\n\nWith a run directory, a file that cannot be read (empty, corrupt, no video stream) is skipped:"
+        '\nit is listed in the --json output as an entry with an "error" field and on stderr, one line per'
+        "\nbad file after the results. A video shorter than the run's clip (data.frames) is predicted from"
+        '\nrepeated frames, with a "warning" field and a line on stderr. Exit status: 0 when at least one'
+        '\nfile was predicted (check the "error" entries for skipped ones), 2 when none could be.'
+    )
     pr.add_argument("run_dir", help="a run directory, or kinetics400-i3d (the built-in pretrained I3D)")
     pr.add_argument("input", help="a video file or a folder of videos")
     pr.add_argument("--top", type=int, default=3)
@@ -292,13 +299,19 @@ def _run(args) -> int:
             print(f"  skipped {f['path']}: {f['reason']}")
         return 0
     if args.command == "predict":
+        from .errors import DataError
         from .predict import predict_path
 
         results = predict_path(args.run_dir, args.input, top=args.top)
+        bad = [r for r in results if "error" in r]
+        if len(bad) == len(results) == 1:  # a single bad file: its error, as one line
+            raise DataError(bad[0]["error"])
         if args.json:
             print(json.dumps(results, indent=2))
         else:
             for r in results:
+                if "error" in r:
+                    continue
                 print(r["file"])
                 for task, preds in r["predictions"].items():
                     text = (
@@ -307,6 +320,14 @@ def _run(args) -> int:
                         else str(preds)
                     )
                     print(f"  {task}: {text}")
+        sys.stdout.flush()
+        for r in results:
+            if "warning" in r:
+                print(f"mtlhar predict: warning: {r['warning']}", file=sys.stderr)
+        for r in bad:
+            print(f"mtlhar predict: skipped: {r['error']}", file=sys.stderr)
+        if len(bad) == len(results):
+            raise DataError(f"{args.input}: none of the {len(bad)} video files could be predicted")
         return 0
     if args.command == "transfer":
         from .config import load_config

@@ -25,9 +25,30 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
+def _short_clip_warning(path: Path, n_frames: int, data) -> str | None:
+    """One line when `n_frames` is fewer than the run's clip needs (frames get repeated), else None."""
+    k, stride = data.frames, data.stride
+    needed = (k - 1) * stride + 1 if data.sampler == "dense" else k
+    if n_frames >= needed:
+        return None
+    wanted = f"{k} frames {stride} apart ({needed} frames)" if needed != k else f"{k} frames"
+    repeated = "that frame repeated" if n_frames == 1 else "repeated frames"
+    return (
+        f"{path}: only {n_frames} frame{'s' if n_frames != 1 else ''} decoded, the run samples {wanted} "
+        f"(data.frames={k}); predicted from {repeated}, the prediction may be unreliable"
+    )
+
+
 @torch.no_grad()
 def predict_path(run_dir: str | Path, input_path: str | Path, *, top: int = 3) -> list[dict]:
-    """Per file: every task's top-k classes (classification), labels above 0.5 (multi-label) or values."""
+    """Per file: every task's top-k classes (classification), labels above 0.5 (multi-label) or values.
+
+    Each entry is {"file", "frames_decoded", "predictions"}, plus "warning" (one line) when the video has
+    fewer frames than the run's clip (`data.frames`, or its span with the dense sampler) and was predicted
+    from repeated frames. A file that cannot be read (empty, corrupt, no video stream) does not stop the
+    others: its entry is {"file", "error"}, the error naming the file. Raises DataError only for a bad run
+    or input path (not a run, not the rgb stream, nothing there, a folder without video files).
+    """
     model, tasks, cfg = load_run(run_dir)
     if cfg.data.stream != "rgb":
         raise DataError(
@@ -35,10 +56,18 @@ def predict_path(run_dir: str | Path, input_path: str | Path, *, top: int = 3) -
         )
     results = []
     for f in _files(Path(input_path)):
-        clip = read_video(f, backend=cfg.data.decoder)
+        try:
+            clip = read_video(f, backend=cfg.data.decoder)
+        except DataError as e:
+            results.append({"file": str(f), "error": str(e)})
+            continue
         idx = sample_indices(len(clip), cfg.data.frames, mode=cfg.data.sampler, stride=cfg.data.stride)
         x = resize_clip(clip[idx], cfg.data.size, short_side=cfg.data.short_side).unsqueeze(0)
         out = model({cfg.data.stream: x}, mode="eval")
         preds = {t.name: t.spec.decode(t, out.heads[t.name].output, k=top)[0] for t in tasks}
-        results.append({"file": str(f), "frames_decoded": int(len(clip)), "predictions": preds})
+        entry = {"file": str(f), "frames_decoded": int(len(clip)), "predictions": preds}
+        warning = _short_clip_warning(f, len(clip), cfg.data)
+        if warning:
+            entry["warning"] = warning
+        results.append(entry)
     return results
