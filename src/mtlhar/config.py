@@ -6,7 +6,12 @@ Every error names the offending key, the value given and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -90,10 +95,9 @@ class DataConfig:
                 raise ConfigError(
                     f"config key 'data.decoder': got {self.decoder!r}, expected one of {', '.join(BACKENDS)}"
                 )
-        for key in ("test_clips", "test_crops"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"config key 'data.{key}': got {value!r}, expected an integer >= 1")
+        if isinstance(self.synth, dict):
+            _check_synth(self.synth, "data.synth")
+        check_ranges(self, "data")
 
 
 @dataclass
@@ -133,14 +137,14 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     affinity_every: int = 0  # measure task affinity every N steps (0 = never)
+    max_nonfinite_steps: int = (
+        3  # steps in a row with a NaN/inf loss or gradient (each skipped) before a stop
+    )
     sampler: Literal["random", "balanced"] = "random"  # data order of an epoch (balanced: by `balance_task`)
     balance_task: str | None = None  # the classification task whose classes `sampler: balanced` equalises
 
     def __post_init__(self) -> None:
-        if isinstance(self.decay_fraction, bool) or not 0 < self.decay_fraction <= 1:
-            raise ConfigError(
-                f"config key 'train.decay_fraction': got {self.decay_fraction!r}, allowed values are numbers in (0, 1]"
-            )
+        check_ranges(self, "train")  # also when built in code, not from a mapping
 
 
 @dataclass
@@ -152,6 +156,181 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     cross_terms: list[dict[str, Any]] = field(default_factory=list)
     name: str | None = None
+
+
+# ---- allowed values ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pattern:
+    """Allowed values of a string field: a full match of `regex`, shown to the user as `allowed`."""
+
+    regex: str
+    allowed: str
+
+
+DEVICE = Pattern(r"auto|cpu|mps|cuda(:[0-9]+)?", "'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
+
+# The allowed values of every numeric field (of each item of a list field), checked when a config loads:
+# ">= a", "> a" or an interval "[a, b)", "(a, b]", ... Floats must also be finite (NaN and inf refused) and
+# integers lie in [-2**63, 2**63); a field typed `X | None` also takes null. Types and Literal choices are
+# checked by `_coerce`, cross-field rules by `validate`. tests/test_faults_config.py checks that every
+# numeric field of every section is listed here.
+RANGES: dict[type, dict[str, str | Pattern]] = {
+    TaskConfig: {
+        "num_classes": ">= 1",
+        "weight": ">= 0",
+        "hidden": ">= 0",
+        "dropout": "[0, 1)",
+        "label_smoothing": "[0, 1)",
+        "logit_adjust": ">= 0",  # tau; mtlhar.tasks.build_task refuses negative values too
+    },
+    DataConfig: {
+        "frames": ">= 1",
+        "size": ">= 1",
+        "short_side": ">= 1",
+        "stride": ">= 1",
+        "num_workers": ">= 0",
+        "max_bad_fraction": "[0, 1]",
+        "test_clips": ">= 1",
+        "test_crops": ">= 1",
+    },
+    TrainConfig: {
+        "steps": ">= 1",
+        "batch_size": ">= 1",
+        "lr": "> 0",
+        "weight_decay": ">= 0",
+        "momentum": "[0, 1)",
+        "warmup_steps": ">= 0",
+        "decay_fraction": "(0, 1]",
+        "step_milestones": ">= 0",
+        "step_gamma": "> 0",
+        "accumulate": ">= 1",
+        "eval_every": ">= 1",
+        "checkpoint_every": ">= 1",
+        "early_stop_patience": ">= 1",
+        "grad_clip": "> 0",
+        "seed": "[0, 2**63)",
+        "device": DEVICE,
+        "threads": ">= 1",
+        "affinity_every": ">= 0",
+        "max_nonfinite_steps": ">= 1",
+    },
+}
+INT_LIMIT = 2**63  # integers are stored as int64 by torch and numpy
+
+# YAML 1.1 reads these words as booleans; a Literal choice spelled like one is given back (`amp: off`)
+_YAML_WORDS = {True: ("on", "yes", "true", "y"), False: ("off", "no", "false", "n")}
+
+
+def _number(text: str) -> float:
+    base, _, exponent = text.partition("**")
+    if exponent:
+        return int(base) ** int(exponent)
+    return int(text) if text.lstrip("-").isdigit() else float(text)
+
+
+@functools.cache
+def _bounds(rule: str) -> tuple[float, bool, float, bool]:
+    """(low, low included, high, high included) of a range written '>= a', '> a' or '[a, b)' etc."""
+    m = re.fullmatch(r"(>=?)\s*(\S+)", rule)
+    if m:
+        return _number(m[2]), m[1] == ">=", math.inf, False
+    m = re.fullmatch(r"([\[(])\s*([^,]+?)\s*,\s*([^\])]+?)\s*([\])])", rule)
+    if m is None:
+        raise ValueError(f"not a range: {rule!r}")
+    return _number(m[2]), m[1] == "[", _number(m[3]), m[4] == "]"
+
+
+def _leaves(tp: Any) -> set:
+    """The plain types inside an annotation (`int | None` -> {int, NoneType}, `list[int]` -> {int})."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType, list):
+        return set().union(*(_leaves(a) for a in args))
+    return {tp}
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _describe(rule: str | Pattern, integer: bool, nullable: bool) -> str:
+    if isinstance(rule, Pattern):
+        text = rule.allowed
+    elif rule.startswith(("[", "(")):
+        text = f"{'integers' if integer else 'numbers'} in {rule}"
+    else:
+        text = f"integers {rule}" if integer else f"finite numbers {rule}"
+    return text + (" or null" if nullable else "")
+
+
+def _check_field(cls: type, name: str, value: Any, key: str) -> None:
+    """Raise ConfigError unless `value` (already of the field's type) is in the field's RANGES entry."""
+    rule = RANGES.get(cls, {}).get(name)
+    if rule is None or value is None:
+        return
+    leaves = _leaves(_hints(cls)[name])
+    integer, nullable = float not in leaves, type(None) in leaves
+    items = list(enumerate(value)) if isinstance(value, list | tuple) else [(None, value)]
+    for i, v in items:
+        where = key if i is None else f"{key}.{i}"
+        allowed = _describe(rule, integer, nullable and i is None)
+        if isinstance(rule, Pattern):
+            if not isinstance(v, str) or re.fullmatch(rule.regex, v) is None:
+                raise ConfigError(f"config key '{where}': got {_show(v)}, allowed values are {allowed}")
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue  # not a number: the type check's business
+        lo, lo_in, hi, hi_in = _bounds(rule)
+        if isinstance(v, int) and not -INT_LIMIT <= v < INT_LIMIT:
+            limit = " below 2**63" if hi == math.inf else ""
+            raise ConfigError(f"config key '{where}': got {_show(v)}, allowed values are {allowed}{limit}")
+        finite = isinstance(v, int) or math.isfinite(v)
+        if not (finite and (lo <= v if lo_in else lo < v) and (v <= hi if hi_in else v < hi)):
+            raise ConfigError(f"config key '{where}': got {_show(v)}, allowed values are {allowed}")
+
+
+def check_ranges(obj: Any, prefix: str) -> None:
+    """Check every field of the config section `obj` that has a RANGES entry, naming keys `prefix.field`."""
+    for name in RANGES.get(type(obj), {}):
+        _check_field(type(obj), name, getattr(obj, name), f"{prefix}.{name}")
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """`repr(value)` for a one-line message, shortened when long."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with more digits than Python converts to text
+        text = f"<an integer of {value.bit_length()} bits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _part(name: Any) -> str:
+    """A mapping key as shown inside a dotted config key."""
+    return name if isinstance(name, str) and name.isprintable() else _show(name)
+
+
+def _check_synth(settings: Any, key: str) -> None:
+    """`data.synth` holds the keyword arguments of `mtlhar.data.synth.generate` (and `out`, the folder)."""
+    import inspect
+
+    from .data.synth import generate
+
+    params = inspect.signature(generate).parameters
+    keywords = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    allowed = sorted((keywords - {"progress", "reuse"}) | {"out"})
+    try:
+        hints = typing.get_type_hints(generate)
+    except Exception:  # annotations that cannot be resolved here: check the names only
+        hints = {}
+    hints["out"] = str | None
+    for name, value in settings.items():
+        if name not in allowed:
+            raise ConfigError(
+                f"unknown config key '{key}.{_part(name)}'; allowed keys in {key}: {', '.join(allowed)}"
+            )
+        coerced = _coerce(value, hints.get(name, Any), f"{key}.{name}")
+        if isinstance(value, str) and not isinstance(coerced, str):  # the generator is given the raw value
+            raise ConfigError(f"config key '{key}.{name}': got {_show(value)}, expected a number")
 
 
 def _type_name(tp: Any) -> str:
@@ -182,45 +361,57 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, a, key)
             except ConfigError as e:
                 errors.append(e)
-        raise ConfigError(f"config key '{key}': got {value!r}, expected {_type_name(tp)}")
+        raise ConfigError(f"config key '{key}': got {_show(value)}, expected {_type_name(tp)}")
     if origin is Literal:
+        if isinstance(value, bool):  # `amp: off` read by YAML as false
+            spelled = [a for a in args if isinstance(a, str) and a.lower() in _YAML_WORDS[value]]
+            if len(spelled) == 1:
+                return spelled[0]
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"config key '{key}': got {value!r}, allowed values are {allowed}")
+            raise ConfigError(f"config key '{key}': got {_show(value)}, allowed values are {allowed}")
         return value
     if origin is list:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"config key '{key}': got {value!r}, expected a list")
+            raise ConfigError(f"config key '{key}': got {_show(value)}, expected a list")
         return [_coerce(v, args[0], f"{key}.{i}") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}': got {value!r}, expected a mapping")
+            raise ConfigError(f"config key '{key}': got {_show(value)}, expected a mapping")
+        bad = [k for k in value if not (isinstance(k, str) and k.isprintable())]
+        if args and args[0] is str and bad:
+            raise ConfigError(
+                f"config key '{key}': got key {_show(bad[0])} in {_show(value)}, expected a mapping with text keys"
+            )
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, prefix=key)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"config key '{key}': got {value!r}, expected true or false")
+        raise ConfigError(f"config key '{key}': got {_show(value)}, expected true or false")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"config key '{key}': got {value!r}, expected an integer")
+        raise ConfigError(f"config key '{key}': got {_show(value)}, expected an integer")
     if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
             try:
-                return float(value)
-            except ValueError:
+                return float(value)  # "1e-3": YAML 1.1 reads exponents without a dot as text
+            except (ValueError, OverflowError):  # not a number, or an integer beyond any float
                 pass
-        raise ConfigError(f"config key '{key}': got {value!r}, expected a number")
+        raise ConfigError(f"config key '{key}': got {_show(value)}, expected a number")
     if tp is str:
-        if isinstance(value, str):
+        if isinstance(value, str) and "\0" not in value:
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"config key '{key}': got {value!r}, expected a string")
+            try:
+                return str(value)
+            except ValueError:  # an integer with more digits than Python converts to text
+                pass
+        raise ConfigError(
+            f"config key '{key}': got {_show(value)}, expected a string (without NUL characters)"
+        )
     return value
 
 
@@ -231,16 +422,17 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
         raise ConfigError(f"config section '{where}': expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         allowed = ", ".join(sorted(fields))
-        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        key = f"{prefix}.{_part(unknown[0])}" if prefix else _part(unknown[0])
         raise ConfigError(f"unknown config key '{key}'; allowed keys in {where}: {allowed}")
     kwargs = {}
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
         if name in data:
             kwargs[name] = _coerce(data[name], hints[name], key)
+            _check_field(cls, name, kwargs[name], key)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"config key '{key}' is required")
     return cls(**kwargs)
@@ -299,21 +491,21 @@ def load_yaml(path: str | Path) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None):
     """Load a RunConfig from a YAML file (or a dict), applying `--set` overrides; relative data paths
     are resolved against the config file's folder."""
-    data = dict(base or {}) if path is None else load_yaml(path)
+    data = copy.deepcopy(base or {}) if path is None else load_yaml(path)  # overrides leave `base` as it was
     data = apply_overrides(data, overrides or [])
     cfg = from_dict(RunConfig, data)
     if path is not None:
         folder = Path(path).resolve().parent
         if cfg.data.manifest and not Path(cfg.data.manifest).is_absolute():
             candidate = folder / cfg.data.manifest
-            if candidate.exists() or not Path(cfg.data.manifest).exists():
+            if os.path.exists(candidate) or not os.path.exists(cfg.data.manifest):  # False for a bad name
                 cfg.data.manifest = str(candidate)
     validate(cfg)
     return cfg
 
 
 def validate(cfg: RunConfig) -> None:
-    """Cross-field checks that a dataclass type cannot express."""
+    """Cross-field checks that a dataclass type or a RANGES entry cannot express."""
     if not cfg.tasks:
         raise ConfigError("config key 'tasks' must list at least one task")
     names = [t.name for t in cfg.tasks]
@@ -323,8 +515,6 @@ def validate(cfg: RunConfig) -> None:
     for i, t in enumerate(cfg.tasks):
         if t.parent is not None and t.parent not in names:
             raise ConfigError(f"config key 'tasks.{i}.parent': {t.parent!r} is not a task; tasks are {names}")
-        if t.weight < 0:
-            raise ConfigError(f"config key 'tasks.{i}.weight': must be >= 0, got {t.weight}")
     check_sampler(cfg)
     from .balancing import build_balancer  # its arguments checked now, not when training starts
 
@@ -335,10 +525,6 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(
             "config key 'data.manifest' is required (or 'data.synth' to generate a synthetic set)"
         )
-    for key in ("steps", "batch_size", "accumulate", "eval_every", "checkpoint_every", "frames"):
-        section = cfg.data if key == "frames" else cfg.train
-        if getattr(section, key) < 1:
-            raise ConfigError(f"config key '{'data' if key == 'frames' else 'train'}.{key}' must be >= 1")
 
 
 def check_sampler(cfg: RunConfig) -> None:
