@@ -1,11 +1,13 @@
 """Inspect a manifest (or a dataset in any supported format) before training on it.
 
-`inspect_manifest` reports counts per split / class / task, missing labels per task, duplicate ids
-and paths, groups that leak across splits, class imbalance, labels outside `classes.json`, and every
-unreadable or suspicious file with the reason: missing, zero bytes, extension that does not match the
-container, no video stream, truncated stream or no decodable frames, fewer than `min_frames` frames,
-an array that is not [T, C] or holds NaN, a segment outside its video. `inspect_source` runs a
-format reader first (into a temporary folder) and adds what the reader left out.
+`inspect_manifest` reports counts per split / class / task, missing labels per task, classes of a
+val / test split with 0 training clips, a primary-looking task with no training label, every malformed
+CSV row (by line), duplicate ids and paths, groups that leak across splits, class imbalance, labels
+outside `classes.json`, and every unreadable or suspicious file with the reason: missing, zero bytes,
+extension that does not match the container, no video stream, truncated stream or no decodable
+frames, fewer than `min_frames` frames, an array that is not [T, C] or holds NaN, a segment outside
+its video. `inspect_source` runs a format reader first (into a temporary folder) and adds what the
+reader left out.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import DataError
-from .formats.table import ARRAY_EXTENSIONS, RESERVED, read_csv_rows
+from .formats.table import ARRAY_EXTENSIONS, RESERVED, read_csv
 from .splits import check_group_leakage
 
 #: FFmpeg demuxer names (PyAV `container.format.name` is a comma-separated list) per file extension.
@@ -132,15 +134,20 @@ def inspect_manifest(
     path = Path(manifest_path)
     if path.is_dir():
         path = path / "manifest.csv"
-    pairs = list(read_csv_rows(path, required=("id",)))
+    bad_rows: list[tuple[int, str]] = []  # every malformed row is reported, none stops the inspection
+    table = read_csv(path, required=("id",), problems=bad_rows)
+    pairs = table.dicts()
     rows = [r for _, r in pairs]
-    columns = list(rows[0]) if rows else []
+    columns = list(table.columns)
     if "path" not in columns and "uri" in columns:
         for r in rows:
             r["path"] = r["uri"]
     spaces: dict[str, list[str]] = {}
     classes_file = path.parent / "classes.json"
-    issues: list[dict[str, Any]] = []
+    issues: list[dict[str, Any]] = [
+        {"row": line, "id": "", "path": str(path), "problem": f"row left out: {msg}"}
+        for line, msg in bad_rows
+    ]
     if classes_file.is_file():
         try:
             spaces = json.loads(classes_file.read_text())
@@ -152,6 +159,7 @@ def inspect_manifest(
     report: dict[str, Any] = {
         "manifest": str(path),
         "rows": len(rows),
+        "malformed_rows": len(bad_rows),
         "columns": columns,
         "tasks": tasks,
         "splits": dict(Counter(r.get("split", "") for r in rows)),
@@ -164,7 +172,9 @@ def inspect_manifest(
     for g, splits in report["groups"]["leaking"].items():
         issues.append({"row": None, "id": "", "path": "", "problem": f"group {g!r} is in splits {splits}"})
 
-    report["task_stats"] = {t: _task_stats(t, pairs, spaces.get(t), issues) for t in tasks}
+    primary = [t for k, t in enumerate(tasks) if k == 0 or t.lower() in PRIMARY_NAMES]
+    report["task_stats"] = {t: _task_stats(t, pairs, spaces.get(t), issues, t in primary) for t in tasks}
+    _check_training_labels(report["task_stats"], primary, report["splits"], issues)
 
     dup_ids: dict[str, list[int]] = defaultdict(list)
     dup_paths: dict[str, list[int]] = defaultdict(list)
@@ -224,7 +234,11 @@ def _segment_problems(users: list[tuple[int, dict[str, str]]], facts: dict[str, 
 
 
 def _task_stats(
-    task: str, pairs: list[tuple[int, dict[str, str]]], space: list[str] | None, issues: list[dict[str, Any]]
+    task: str,
+    pairs: list[tuple[int, dict[str, str]]],
+    space: list[str] | None,
+    issues: list[dict[str, Any]],
+    primary: bool = False,
 ) -> dict[str, Any]:
     cells = [(line_no, r, r.get(task, "")) for line_no, r in pairs]
     labelled = [c for c in cells if c[2]]
@@ -239,9 +253,12 @@ def _task_stats(
         return out
     multilabel = any("|" in v for v in values)
     counts: Counter = Counter()
-    for v in values:
+    per_split_classes: dict[str, dict[str, None]] = defaultdict(dict)  # classes per split, in order seen
+    for _, r, v in labelled:
         for part in v.split("|") if multilabel else [v]:
             counts[part.strip()] += 1
+            per_split_classes[r.get("split", "")][part.strip()] = None
+    _unseen_in_train(task, out, per_split_classes, primary, issues)
     out["kind"] = "multilabel" if multilabel else "classes"
     out["classes"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
     out["imbalance_ratio"] = (max(counts.values()) / min(counts.values())) if counts else None
@@ -262,6 +279,77 @@ def _task_stats(
                     }  # fmt: skip
                 )
     return out
+
+
+#: Task column names that look like the main label of a dataset (besides the first task column).
+PRIMARY_NAMES = ("action", "activity", "label", "labels", "class", "gesture", "verb", "noun", "category")
+
+
+def _unseen_in_train(
+    task: str,
+    out: dict[str, Any],
+    per_split: dict[str, dict[str, None]],
+    primary: bool,
+    issues: list[dict[str, Any]],
+) -> None:
+    """Classes that a val / test split asks for but the training split never shows (0 training clips).
+
+    Recorded as out["unseen_in_train"] = {split: [classes]} and reported. When no class of the split
+    occurs in training at all, the column is one the splits are cut along (a held-out subject, camera
+    or setup column): it is reported only for a primary-looking task, and listed in
+    out["disjoint_from_train"].
+    """
+    train = per_split.get("train")
+    if not train:
+        return
+    out["unseen_in_train"] = {}
+    for split, seen in per_split.items():
+        missing = sorted(c for c in seen if c not in train)
+        if split == "train" or not missing:
+            continue
+        out["unseen_in_train"][split] = missing
+        disjoint = len(missing) == len(seen)
+        if disjoint:
+            out.setdefault("disjoint_from_train", []).append(split)
+            if not primary:
+                continue
+        shown = ", ".join(missing[:20]) + (f", ... ({len(missing) - 20} more)" if len(missing) > 20 else "")
+        what = (
+            f"none of the {len(seen)} classes in split {split!r} occurs"
+            if disjoint
+            else f"{len(missing)} of the {len(seen)} classes in split {split!r} never occur"
+        )
+        issues.append(
+            {
+                "row": None,
+                "id": "",
+                "path": "",
+                "problem": f"task {task}: {what} in the training split (0 training clips): {shown}",
+            }
+        )
+
+
+def _check_training_labels(
+    stats: dict[str, dict[str, Any]], primary: list[str], splits: dict[str, int], issues: list[dict[str, Any]]
+) -> None:
+    """A primary-looking task column (the first task column, or one named like `action`, `label`...)
+    with no label at all in the `train` split is reported (numeric tasks too)."""
+    if not splits.get("train"):
+        return
+    for task in primary:
+        st = stats[task]
+        if st["labelled_per_split"].get("train", 0):
+            continue
+        elsewhere = {s: n for s, n in st["labelled_per_split"].items() if n}
+        issues.append(
+            {
+                "row": None,
+                "id": "",
+                "path": "",
+                "problem": f"task {task}: no label at all in the training split ({splits['train']} rows; "
+                f"labelled rows elsewhere: {elsewhere or 'none'}); fill the column or leave the task out",
+            }
+        )
 
 
 def inspect_source(
@@ -298,6 +386,8 @@ def print_inspection(report: dict[str, Any], file: IO[str] | None = None, *, max
 
     say(f"manifest: {report['manifest']}")
     say(f"rows: {report['rows']}   columns: {', '.join(report['columns'])}")
+    if report.get("malformed_rows"):
+        say(f"malformed rows left out: {report['malformed_rows']} (listed under issues)")
     say("splits: " + ", ".join(f"{k or '(none)'}={v}" for k, v in sorted(report["splits"].items())))
     g = report["groups"]
     say(

@@ -8,13 +8,13 @@ fixes the label spaces (class order); otherwise they are the sorted distinct val
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from .formats.table import read_csv
 
 
 @dataclass
@@ -24,6 +24,8 @@ class Manifest:
     columns: list[str]
     rows: list[dict[str, str]]
     label_spaces: dict[str, list[str]] = field(default_factory=dict)
+    #: physical line of each row in the file (quoted newlines and blank lines counted); [] = unknown
+    lines: list[int] = field(default_factory=list)
 
     @classmethod
     def read(cls, path: str | Path, root: str | Path | None = None) -> Manifest:
@@ -32,23 +34,24 @@ class Manifest:
             path = path / "manifest.csv"
         if not path.is_file():
             raise DataError(f"manifest not found: {path}")
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            columns = list(reader.fieldnames or [])
-            rows = [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+        table = read_csv(path)  # DataError for a malformed row, an unclosed quote or bytes that are not UTF-8
+        columns = list(table.columns)
+        rows = [dict(zip(columns, cells)) for _, cells in table.records]
+        lines = [line for line, _ in table.records]
         if "path" not in columns and "uri" in columns:
             for r in rows:
                 r["path"] = r["uri"]
             columns.append("path")
         for required in ("id", "path"):
             if required not in columns:
-                raise DataError(
-                    f"{path}: manifest has no '{required}' column (columns: {', '.join(columns)})"
-                )
+                shown = ", ".join(map(repr, columns)) or "none: the file is empty"
+                raise DataError(f"{path}: manifest has no '{required}' column (columns: {shown})")
         seen: dict[str, int] = {}
         for i, r in enumerate(rows):
             if r["id"] in seen:
-                raise DataError(f"{path}: row {i + 2}: id {r['id']!r} repeats row {seen[r['id']] + 2}")
+                raise DataError(
+                    f"{path}: line {lines[i]}: id {r['id']!r} repeats line {lines[seen[r['id']]]}; ids must be unique"
+                )
             seen[r["id"]] = i
         spaces = {}
         classes_file = path.parent / "classes.json"
@@ -63,6 +66,7 @@ class Manifest:
             columns=columns,
             rows=rows,
             label_spaces=spaces,
+            lines=lines,
         )
 
     def resolve(self, rel: str) -> Path:
@@ -70,8 +74,9 @@ class Manifest:
         return p if p.is_absolute() else self.root / p
 
     def where(self, index: int) -> str:
-        """Human-readable location of a row (CSV line number counts the header)."""
-        return f"{self.path}: row {index + 2} (id {self.rows[index]['id']!r})"
+        """Human-readable location of a row: "row N" with N its line in the file (the header is line 1)."""
+        line = self.lines[index] if len(self.lines) == len(self.rows) else index + 2
+        return f"{self.path}: row {line} (id {self.rows[index]['id']!r})"
 
     def indices(self, split: str | None) -> list[int]:
         if split is None:
@@ -80,7 +85,9 @@ class Manifest:
             raise DataError(f"{self.path}: no 'split' column, cannot select split {split!r}")
         idx = [i for i, r in enumerate(self.rows) if r["split"] == split]
         if not idx:
-            found = sorted({r["split"] for r in self.rows})
+            found = sorted(
+                {r["split"] if len(r["split"]) <= 40 else r["split"][:40] + "..." for r in self.rows}
+            )
             raise DataError(f"{self.path}: split {split!r} has no rows; splits present: {found}")
         return idx
 

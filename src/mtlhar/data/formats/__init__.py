@@ -10,6 +10,7 @@ Every reader is `read_<format>(root, **options) -> Table`; `Table.write(out)` wr
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -51,9 +52,35 @@ def get_reader(format: str) -> Callable[..., Table]:
     return FORMATS[format][0]
 
 
+def reader_options(format: str) -> list[str]:
+    """The options (keyword arguments) the reader of `format` accepts."""
+    params = inspect.signature(get_reader(format)).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def check_options(format: str, options: dict) -> None:
+    """DataError naming an option the reader of `format` does not take, and the ones it does."""
+    params = inspect.signature(get_reader(format)).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = reader_options(format)
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataError(
+            f"format {format!r} has no option {unknown[0]!r}{hint}; its options: "
+            f"{', '.join(accepted) or 'none'}"
+        )
+
+
 def read(format: str, root: str | Path, *, out: str | Path | None = None, **options) -> Table:
-    """Run the reader of `format`; readers that write arrays get `out_dir=out`."""
+    """Run the reader of `format`; readers that write arrays get `out_dir=out`.
+
+    An option the reader does not take raises DataError naming it and the reader's options.
+    """
     reader = get_reader(format)
+    check_options(format, options)
     if "out_dir" in inspect.signature(reader).parameters and "out_dir" not in options:
         options["out_dir"] = out
     return reader(root, **options)
@@ -72,6 +99,7 @@ __all__ = [
     "FORMATS",
     "Table",
     "convert",
+    "check_options",
     "get_reader",
     "make_table",
     "read",
@@ -87,4 +115,5 @@ __all__ = [
     "read_ssv2",
     "read_timeseries",
     "read_ucf101",
+    "reader_options",
 ]

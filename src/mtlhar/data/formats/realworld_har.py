@@ -7,6 +7,16 @@ Expected layout (the release, with each `*_csv.zip` either left zipped or unpack
     ROOT/proband<N>/data/gyr_<activity>_csv[.zip]/
         Gyroscope_<activity>[_<session>]_<position>.csv    (a `gyr_` file prefix also works)
 
+Some archives of the release are zips of zips (climbing up / down of probands 4, 7 and 14:
+`acc_climbingup_csv.zip` holds `acc_climbingup_1_csv.zip` ... `acc_climbingup_3_csv.zip`, whose CSVs
+carry the session number, `acc_climbingup_2_forearm.csv`): folders and zips are read at any depth,
+and a session number in a CSV's name (or else in the name of the zip / folder holding it) makes a
+separate recording; without one the session is 1. Nothing is dropped silently: an archive of a
+sensor that is not read (GPS, light, sound, or one not in `sensors`) is recorded in `excluded`
+unopened, and so is every other file that is not used (a name not of the form below, a second copy
+of the same recording and sensor, e.g. a zip beside its unpacked folder: the first in name order is
+used), and every recording of a position not in `positions`.
+
 attr_time is in milliseconds, nominally 50 Hz. Simplifications (stated, since the release is not
 uniform): a recording = one (subject, activity, session, position); the sensors are aligned on the
 first sensor's time stamps by nearest time stamp (a sample with no partner within half a period is
@@ -26,18 +36,27 @@ group = subject.
 
 from __future__ import annotations
 
-import csv
+import functools
 import io
 import re
 import zipfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ...errors import DataError
 from ..splits import holdout_by_group
-from .table import RESERVED, Table, check_choice, make_table, natural_key, read_csv_rows
+from .table import (
+    RESERVED,
+    Table,
+    check_choice,
+    decode_text,
+    make_table,
+    natural_key,
+    parse_csv,
+    read_csv_rows,
+)
 
 _FILE = re.compile(
     r"^(?P<sensor>[A-Za-z]+)_(?P<activity>[A-Za-z]+)(?:_(?P<session>\d+))?_(?P<position>[A-Za-z]+)\.csv$"
@@ -45,6 +64,10 @@ _FILE = re.compile(
 _SENSORS = {"acc": "acc", "accelerometer": "acc", "gyr": "gyr", "gyroscope": "gyr", "mag": "mag",
             "magneticfield": "mag"}  # fmt: skip
 _SUBJECT = re.compile(r"^proband(\d+)$", re.IGNORECASE)
+#: A folder or zip of the release: acc_walking_csv.zip, acc_climbingup_2_csv.zip (inside a zip), ...
+_ARCHIVE = re.compile(
+    r"^(?P<sensor>[A-Za-z]+)_(?P<activity>[A-Za-z]+)(?:_(?P<session>\d+))?_csv(?:\.zip)?$", re.IGNORECASE
+)
 
 
 def _subject_key(value: str) -> str:
@@ -54,9 +77,17 @@ def _subject_key(value: str) -> str:
     )
 
 
-def _discover(root: Path) -> dict[tuple[str, str, str, str], dict[str, tuple[str, Callable[[], str]]]]:
-    """{(subject, activity, session, position): {sensor: (display name, text opener)}}."""
-    recs: dict[tuple[str, str, str, str], dict[str, tuple[str, Callable[[], str]]]] = {}
+Opener = Callable[[], bytes]
+Recordings = dict[tuple[str, str, str, str], dict[str, tuple[str, Opener]]]
+
+
+def _discover(root: Path, sensors: tuple[str, ...], table: Table) -> Recordings:
+    """{(subject, activity, session, position): {sensor: (display name, bytes opener)}}.
+
+    Every file under probandN/data is looked at, in folders and zips at any depth (the release's zips
+    of zips for climbing); whatever is not used is recorded in `table.excluded` with the reason.
+    """
+    recs: Recordings = {}
     subjects = [
         p for p in sorted(root.iterdir(), key=lambda p: natural_key(p.name)) if _SUBJECT.match(p.name)
     ]
@@ -64,64 +95,137 @@ def _discover(root: Path) -> dict[tuple[str, str, str, str], dict[str, tuple[str
         raise DataError(
             f"{root}: no proband<N> folders (expected {root}/proband1/data/acc_<activity>_csv...)"
         )
-
-    def add(subject: str, name: str, display: str, opener: Callable[[], str]) -> None:
-        m = _FILE.match(name)
-        if m is None:
-            return
-        sensor = _SENSORS.get(m.group("sensor").lower())
-        if sensor is None:
-            return
-        key = (subject, m.group("activity").lower(), m.group("session") or "1", m.group("position").lower())
-        recs.setdefault(key, {})[sensor] = (display, opener)
-
     for sdir in subjects:
         data = sdir / "data" if (sdir / "data").is_dir() else sdir
-        for entry in sorted(data.iterdir()):
-            if entry.is_dir():
-                for f in sorted(entry.glob("*.csv")):
-                    add(sdir.name.lower(), f.name, str(f), lambda f=f: f.read_text())
-            elif entry.suffix.lower() == ".zip":
-                try:
-                    with zipfile.ZipFile(entry) as z:
-                        members = [n for n in z.namelist() if n.lower().endswith(".csv")]
-                except zipfile.BadZipFile:
-                    raise DataError(f"{entry}: not a valid zip file") from None
-                for n in members:
-                    add(
-                        sdir.name.lower(),
-                        Path(n).name,
-                        f"{entry}/{n}",
-                        lambda entry=entry, n=n: _read_member(entry, n),
+        for entry in sorted(data.iterdir(), key=lambda p: natural_key(p.name)):
+            m = _ARCHIVE.match(entry.name)
+            if m and (entry.is_dir() or entry.suffix.lower() == ".zip"):
+                sensor = _SENSORS.get(m.group("sensor").lower())
+                if (
+                    sensor not in sensors
+                ):  # not opened at all (GPS, light, sound... or a sensor not asked for)
+                    why = (
+                        f"sensor {m.group('sensor')!r} is not read"
+                        if sensor is None
+                        else "sensor not asked for"
                     )
+                    table.exclude(entry, f"{why} (sensors={','.join(sensors)})")
+                    table.count("archives_not_read")
+                    continue
+            for display, name, session, opener in _walk(entry):
+                _add(recs, table, sdir.name.lower(), sensors, display, name, session, opener)
     return recs
 
 
-def _read_member(archive: Path, name: str) -> str:
+def _add(
+    recs: Recordings,
+    table: Table,
+    subject: str,
+    sensors: tuple[str, ...],
+    display: str,
+    name: str,
+    session: str | None,
+    opener: Opener,
+) -> None:
+    m = _FILE.match(name)
+    if m is None:
+        table.exclude(display, "not a sensor CSV named <sensor>_<activity>[_<session>]_<position>.csv")
+        table.count("files_not_read")
+        return
+    sensor = _SENSORS.get(m.group("sensor").lower())
+    if sensor not in sensors:
+        why = f"sensor {m.group('sensor')!r} is not read" if sensor is None else "sensor not asked for"
+        table.exclude(display, f"{why} (sensors={','.join(sensors)})")
+        table.count("files_not_read")
+        return
+    session = m.group("session") or session or "1"
+    key = (subject, m.group("activity").lower(), str(int(session)), m.group("position").lower())
+    got = recs.setdefault(key, {})
+    if sensor in got:
+        table.exclude(display, f"same recording and sensor as {got[sensor][0]}, which is used")
+        table.count("files_duplicate")
+        return
+    got[sensor] = (display, opener)
+
+
+def _walk(path: Path, session: str | None = None):
+    """(display name, file name, session from the folder / zip names, bytes opener) of every file under
+    a folder or inside a zip, nested folders and zips included, in natural name order."""
+    m = _ARCHIVE.match(path.name)
+    session = (m.group("session") if m else None) or session
+    if path.is_dir():
+        for p in sorted(path.iterdir(), key=lambda p: natural_key(p.name)):
+            yield from _walk(p, session)
+    elif path.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(path) as z:
+                yield from _walk_zip(path, (), z, session)
+        except zipfile.BadZipFile:
+            raise DataError(f"{path}: not a valid zip file") from None
+    else:
+        yield str(path), path.name, session, path.read_bytes
+
+
+def _walk_zip(archive: Path, chain: tuple[str, ...], z: zipfile.ZipFile, session: str | None):
+    inside = "/".join((str(archive), *chain))
+    for info in sorted(z.infolist(), key=lambda i: natural_key(i.filename)):
+        if info.is_dir():
+            continue
+        name = PurePosixPath(info.filename).name
+        m = _ARCHIVE.match(name)
+        here = (m.group("session") if m else None) or session
+        if name.lower().endswith(".zip"):
+            try:
+                inner = zipfile.ZipFile(io.BytesIO(z.read(info.filename)))
+            except zipfile.BadZipFile:
+                raise DataError(f"{inside}/{info.filename}: not a valid zip file") from None
+            with inner:
+                yield from _walk_zip(archive, (*chain, info.filename), inner, here)
+        else:
+            yield (
+                f"{inside}/{info.filename}",
+                name,
+                here,
+                lambda chain=(*chain, info.filename): _read_member(archive, chain),
+            )
+
+
+def _read_member(archive: Path, chain: tuple[str, ...]) -> bytes:
+    """The bytes of a member of `archive`, through any nested zips named in `chain`."""
+    outer = _nested_zip_bytes(str(archive), chain[:-1]) if len(chain) > 1 else None
+    with zipfile.ZipFile(io.BytesIO(outer) if outer is not None else archive) as z:
+        return z.read(chain[-1])
+
+
+@functools.lru_cache(maxsize=2)
+def _nested_zip_bytes(archive: str, chain: tuple[str, ...]) -> bytes:
+    """The bytes of the zip nested in `archive` at `chain` (cached: its CSVs are read one by one)."""
     with zipfile.ZipFile(archive) as z:
-        return z.read(name).decode("utf-8-sig")
+        data = z.read(chain[0])
+    for name in chain[1:]:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            data = z.read(name)
+    return data
 
 
-def _load_sensor(display: str, text: str, nan: str) -> tuple[np.ndarray, np.ndarray]:
+def _load_sensor(display: str, raw: bytes, nan: str) -> tuple[np.ndarray, np.ndarray]:
     """(time in s [N], xyz [N, 3]); rows with NaN raise (nan='error') or become NaN (dropped later)."""
-    reader = csv.DictReader(io.StringIO(text))
     cols = ("attr_time", "attr_x", "attr_y", "attr_z")
-    missing = [c for c in cols if c not in (reader.fieldnames or [])]
-    if missing:
-        raise DataError(f"{display}: missing column(s) {', '.join(missing)} (columns: {reader.fieldnames})")
+    table = parse_csv(decode_text(raw, display), display, required=cols)
+    idx = [table.columns.index(c) for c in cols]
     times, values = [], []
-    for r in reader:
+    for line, cells in table.records:
         row = []
-        for c in cols:
-            cell = (r.get(c) or "").strip()
+        for c, i in zip(cols, idx):
+            cell = cells[i]
             try:
                 v = float(cell) if cell else float("nan")
             except ValueError:
-                raise DataError(f"{display}: row {reader.line_num}: {c} = {cell!r} is not a number") from None
+                raise DataError(f"{display}: row {line}: {c} = {cell!r} is not a number") from None
             if not np.isfinite(v):
                 if nan == "error" or c == "attr_time":
                     raise DataError(
-                        f"{display}: row {reader.line_num}: {c} is {cell or 'empty'} (NaN); "
+                        f"{display}: row {line}: {c} is {cell or 'empty'} (NaN); "
                         "fix the file or pass nan='drop' to drop the windows that contain it"
                     )
             row.append(v)
@@ -172,9 +276,13 @@ def read_realworld_har(
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"folder not found: {root}")
-    recs = _discover(root)
+    found = make_table([], [], dataset="realworld_har")  # collects what discovery leaves out
+    recs = _discover(root, tuple(sensors), found)
     if positions is not None:
-        recs = {k: v for k, v in recs.items() if k[3] in positions}
+        for k in [k for k in recs if k[3] not in positions]:
+            found.exclude("/".join(k), f"position not asked for (positions={','.join(positions)})")
+            found.count("recordings_other_position")
+            del recs[k]
     subjects = sorted({k[0] for k in recs}, key=natural_key)
     split_of = _subject_splits(subjects, test_subjects, val_subjects, test_size, val_size, seed)
     attrs, attr_cols = _attributes(subject_attributes)
@@ -184,7 +292,10 @@ def read_realworld_har(
     length = max(1, round(window * rate))
     step = max(1, round(length * (1 - overlap)))
     period = 1.0 / rate
-    table = make_table([], ["activity", "subject", "position", *attr_cols], dataset="realworld_har")
+    table = make_table(
+        [], ["activity", "subject", "position", *attr_cols], dataset="realworld_har",
+        excluded=found.excluded, stats=found.stats,
+    )  # fmt: skip
     for key in sorted(recs, key=lambda k: tuple(natural_key(p) for p in k)):
         subject, activity, session, position = key
         files = recs[key]
@@ -227,6 +338,7 @@ def read_realworld_har(
                     **attrs.get(subject, dict.fromkeys(attr_cols, "")),
                 }
             )
+    _nested_zip_bytes.cache_clear()
     table.label_spaces["subject"] = subjects
     return table
 

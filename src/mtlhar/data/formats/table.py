@@ -8,7 +8,9 @@ nothing is dropped silently. `Table.write(out)` writes `manifest.csv`, `classes.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import os
 import re
@@ -121,21 +123,252 @@ def _relative(path: str, base: Path) -> str:
         return str(p)
 
 
-def read_csv_rows(path: Path, *, required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) pairs of a CSV with a header; cells stripped. Checks the required columns."""
+@dataclass
+class CsvFile:
+    """A CSV read by `read_csv` / `parse_csv`: the header, the well-formed rows, and what was wrong.
+
+    records: (line, cells) per row, `line` the physical line where the row starts (quoted newlines
+    counted), cells stripped, exactly one per column. problems: (line, message) for every row that was
+    left out (wrong number of cells, an unclosed quote, bytes that are not UTF-8).
+    """
+
+    where: str
+    columns: list[str]
+    records: list[tuple[int, list[str]]]
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    def dicts(self) -> list[tuple[int, dict[str, str]]]:
+        return [(line, dict(zip(self.columns, cells))) for line, cells in self.records]
+
+    def raise_problems(self) -> None:
+        """DataError naming the first problem (file: line: what: what to do) and the lines of the others."""
+        if not self.problems:
+            return
+        line, msg = self.problems[0]
+        rest = [str(n) for n, _ in self.problems[1:]]
+        more = ""
+        if rest:
+            shown = ", ".join(rest[:8]) + (", ..." if len(rest) > 8 else "")
+            more = f" [{len(rest)} more bad row(s), at lines {shown}]"
+        raise DataError(f"{self.where}: line {line}: {msg}{more}")
+
+
+def decode_text(data: bytes, where: str, problems: list[tuple[int, str]] | None = None) -> str:
+    """`data` as UTF-8 text (a leading UTF-8 BOM is dropped).
+
+    A byte that is not UTF-8 raises DataError naming the line, the byte and the fix; with a `problems`
+    list the problem is appended instead and the undecodable bytes become U+FFFD.
+    """
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    body = data[bom:]
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        pos = e.start
+        line = body.count(b"\n", 0, pos) + 1
+        column = pos - (body.rfind(b"\n", 0, pos) + 1) + 1
+        bad_lines = 0
+        for chunk in body.split(b"\n"):
+            try:
+                chunk.decode("utf-8")
+            except UnicodeDecodeError:
+                bad_lines += 1
+        others = f" ({bad_lines - 1} more line(s) like it)" if bad_lines > 1 else ""
+        utf16 = "the file is UTF-16; " if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        msg = (
+            f"byte 0x{body[pos]:02x} (column {column}, byte offset {pos + bom}) is not valid UTF-8{others}; "
+            f"{utf16}save the file as UTF-8 (in a spreadsheet: 'CSV UTF-8') and try again"
+        )
+        if problems is None:
+            raise DataError(f"{where}: line {line}: {msg}") from None
+        problems.append((line, msg))
+        return body.decode("utf-8", errors="replace")
+
+
+def _line_offsets(text: str) -> list[int]:
+    """Offset where each physical line starts (LF, CR LF and a lone CR end a line, as for the csv module)."""
+    offsets, pos = [0], 0
+    for line in io.StringIO(text, newline=""):
+        pos += len(line)
+        offsets.append(pos)
+    return offsets
+
+
+def _quoted_cells(text: str, offsets: list[int], first: int, last: int) -> list[tuple[int, int | None]]:
+    """(opening line, closing line or None if still open) of the quoted cells that open on lines first..last."""
+    spans: list[tuple[int, int | None]] = []
+    i, n, line = offsets[first - 1] if first - 1 < len(offsets) else len(text), len(text), first
+    state = "start"  # start of a cell, inside an unquoted cell, inside quotes, just after a closing quote
+    opened = 0
+    while i < n:
+        ch = text[i]
+        if ch in "\r\n":
+            if ch == "\r" and i + 1 < n and text[i + 1] == "\n":
+                i += 1
+            line += 1
+            if line > last:
+                break
+            if state != "quoted":
+                state = "start"
+        elif state == "quoted":
+            if ch == '"':
+                if i + 1 < n and text[i + 1] == '"':
+                    i += 1
+                else:
+                    spans.append((opened, line))
+                    state = "after"
+        elif ch == '"' and state == "start":
+            state, opened = "quoted", line
+        elif ch == ",":
+            state = "start"
+        elif state == "start":
+            state = "cell"
+        i += 1
+    if state == "quoted":
+        spans.append((opened, None))
+    return spans
+
+
+def parse_csv(
+    text: str,
+    where: str,
+    *,
+    required: Iterable[str] = (),
+    problems: list[tuple[int, str]] | None = None,
+) -> CsvFile:
+    """Parse CSV text with a header row (see `read_csv`); `where` names the source in messages."""
+    collect = problems is not None
+    found: list[tuple[int, str]] = problems if collect else []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    columns: list[str] | None = None
+    records: list[tuple[int, list[str]]] = []
+    offsets: list[int] = []
+    end = 0  # physical lines consumed so far
+    while True:
+        start = end + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            offsets = offsets or _line_offsets(text)
+            line, msg, fatal = _csv_error(str(e), text, offsets, start, reader.line_num)
+            if columns is None:
+                raise DataError(f"{where}: line {line}: header row: {msg}") from None
+            found.append((line, msg))
+            if fatal:
+                break
+            end = reader.line_num
+            continue
+        end = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # a blank line
+        cells = [c.strip() for c in row]
+        if columns is None:
+            cells[0] = cells[0].lstrip("\ufeff").strip()
+            repeated = sorted({c for c in cells if c and cells.count(c) > 1})
+            if repeated:
+                raise DataError(
+                    f"{where}: line {start}: column(s) {', '.join(map(repr, repeated))} appear more than once "
+                    "in the header; rename them"
+                )
+            columns = cells
+            continue
+        if len(cells) != len(columns):
+            offsets = offsets or _line_offsets(text)
+            found.append((start, _count_problem(len(cells), columns, text, offsets, start, end)))
+            continue
+        records.append((start, cells))
+    columns = columns or []
+    missing = [c for c in required if c not in columns]
+    if missing:
+        shown = ", ".join(map(repr, columns)) or "none: the file is empty"
+        hint = ""
+        if len(columns) == 1 and any(sep in columns[0] for sep in (";", "\t", "|")):
+            hint = "; the file seems to use another separator: save it comma-separated"
+        raise DataError(f"{where}: missing column(s) {', '.join(missing)} (columns: {shown}){hint}")
+    out = CsvFile(where=where, columns=columns, records=records, problems=found)
+    if not collect:
+        out.raise_problems()
+    return out
+
+
+def _count_problem(n: int, columns: list[str], text: str, offsets: list[int], start: int, end: int) -> str:
+    shown = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
+    if n > len(columns):
+        msg = (
+            f"{n} cells where the header has {len(columns)} columns ({shown}); quote a cell that holds a "
+            'comma ("a, b") or remove the extra cells'
+        )
+    else:
+        msg = (
+            f"{n} cell(s) where the header has {len(columns)} columns ({shown}); add the missing cells "
+            "(an empty cell is fine: a,,c)"
+        )
+    if end > start:
+        spans = [s for s in _quoted_cells(text, offsets, start, end) if s[1] is None or s[1] > s[0]]
+        if spans:
+            msg += (
+                f"; the row runs over lines {start}-{end} because the quoted cell opened on line {spans[0][0]} "
+                "spans lines: check that quote"
+            )
+    return msg
+
+
+def _csv_error(error: str, text: str, offsets: list[int], start: int, end: int) -> tuple[int, str, bool]:
+    """(line, message, whether the rest of the file is unreadable) for a csv.Error."""
+    if "unexpected end of data" in error or "field larger than field limit" in error:
+        spans = [s for s in _quoted_cells(text, offsets, start, end) if s[1] is None]
+        line = spans[0][0] if spans else start
+        if "unexpected end" in error:
+            how = f"it runs to the end of the file, line {end}"
+        else:
+            how = f"it is still open on line {end}, over {csv.field_size_limit()} characters later"
+        return (
+            line,
+            f"a quoted cell opens here and is never closed ({how}), so the rows from here on were not read; "
+            'add the closing quote (a quote inside a quoted cell is written twice: "")',
+            True,
+        )
+    if "expected after" in error:
+        spans = [s for s in _quoted_cells(text, offsets, start, end) if s[0] < end and s[1] == end]
+        if spans:  # the quote that closed on this line opened lines earlier: that one is unbalanced
+            return (
+                spans[0][0],
+                f"a quoted cell opens here and closes only on line {end}, where text follows its closing "
+                'quote: this quote is most likely unbalanced; remove it or write it twice ("")',
+                False,
+            )
+        return (
+            end,
+            'text follows the closing quote of a quoted cell; write a quote inside a quoted cell twice ("") '
+            "or quote the whole cell",
+            False,
+        )
+    return end, f"not valid CSV ({error})", False
+
+
+def read_csv(
+    path: str | Path, *, required: Iterable[str] = (), problems: list[tuple[int, str]] | None = None
+) -> CsvFile:
+    """Read a UTF-8 CSV file with a header row: every CSV the package reads goes through here.
+
+    A UTF-8 BOM is accepted; blank lines are skipped. Each row must have one cell per header column, a
+    quoted cell must be closed, and the bytes must be UTF-8: otherwise DataError names file: line, the
+    problem and the fix (and how many other rows are bad). With a `problems` list, bad rows are left
+    out and listed there instead (`mtlhar data inspect` reports them all). Missing `required` columns,
+    a repeated column name or an unreadable header always raise.
+    """
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        fields = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in fields]
-        if missing:
-            raise DataError(
-                f"{path}: missing column(s) {', '.join(missing)} (columns: {', '.join(fields) or 'none'})"
-            )
-        reader.fieldnames = fields
-        for row in reader:
-            yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}
+    return parse_csv(decode_text(path.read_bytes(), str(path), problems), str(path), required=required,
+                     problems=problems)  # fmt: skip
+
+
+def read_csv_rows(path: Path, *, required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs of a CSV with a header (see `read_csv`); cells stripped."""
+    return iter(read_csv(path, required=required).dicts())
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
