@@ -306,3 +306,26 @@ def test_realworld_har_reads_zips_of_zips_as_separate_sessions(tmp_path):
     )
     only_chest = read_realworld_har(root, out_dir=tmp_path / "o2", test_subjects=[1], positions=("chest",))
     assert only_chest.stats["recordings_other_position"] == 3
+
+
+# ---------------------------------------------------------------- Kinetics: duplicate clip names
+def test_kinetics_prefers_the_replacement_copy_and_records_every_duplicate(tmp_path):
+    root = tmp_path / "k400"
+    put(root / "annotations/train.csv", "label,youtube_id,time_start,time_end,split\n"
+        "abseiling,aaa,0,10,train\nabseiling,bbb,5,15,train\n")  # fmt: skip
+    a, b = "aaa_000000_000010", "bbb_000005_000015"
+    put(root / f"train/abseiling/{a}.mp4", b"corrupt")
+    put(root / f"replacement/replacement_for_corrupted_k400/{a}.mp4", b"good")
+    put(root / f"train/abseiling/{b}.mp4", b"one")
+    put(root / f"val/abseiling/{b}.mp4", b"two")  # no replacement copy: the first in sorted path order
+    t = read_kinetics(root)
+    used = {r["id"]: Path(r["path"]).relative_to(root).as_posix() for r in t.rows}
+    assert used == {a: f"replacement/replacement_for_corrupted_k400/{a}.mp4", b: f"train/abseiling/{b}.mp4"}
+    dups = {Path(e["item"]).relative_to(root).as_posix(): e["reason"] for e in t.excluded}
+    assert set(dups) == {f"train/abseiling/{a}.mp4", f"val/abseiling/{b}.mp4"}
+    assert (
+        f"replacement_for_corrupted_k400/{a}.mp4 is used (the copy under a replacement* folder wins)"
+        in dups[f"train/abseiling/{a}.mp4"]
+    )
+    assert f"train/abseiling/{b}.mp4 is used (first in sorted path order)" in dups[f"val/abseiling/{b}.mp4"]
+    assert t.stats == {"duplicate_clip_names": 2, "missing_clips": 0}

@@ -10,11 +10,18 @@ Expected layout::
 Clips are found by file name anywhere under the video folder, so both layouts (and class folders
 with spaces or underscores) work. A CSV row whose clip is missing is left out and recorded in
 `Table.excluded` (or raises with missing="error"); it is never dropped silently.
+
+Two files with the same clip name (the same stem, whatever the extension): the CVDF release ships
+`replacement/replacement_for_corrupted_k400/` with the names of about 1,400 corrupted train clips.
+Rule: a copy under a folder whose name starts with `replacement` (any case, at any depth below the
+video folder) wins; otherwise the first in sorted path order. Every other copy is recorded in
+`Table.excluded` (its path, and the path used) and `stats["duplicate_clip_names"]` counts the names.
 Manifest: id = clip file stem, split train / val / test, group = youtube_id, column `action`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ...errors import DataError
@@ -22,7 +29,6 @@ from .table import (
     VIDEO_EXTENSIONS,
     Table,
     check_choice,
-    index_files,
     make_table,
     normalise_split,
     read_csv_rows,
@@ -59,7 +65,7 @@ def read_kinetics(
     else:
         csvs = [Path(a) for a in (annotations if isinstance(annotations, list) else [annotations])]
     vdir = Path(videos) if videos else root
-    clips = index_files(vdir, VIDEO_EXTENSIONS)
+    clips, duplicates = index_clips(vdir)
 
     rows: list[tuple[str, int, dict[str, str]]] = []
     for path in csvs:
@@ -74,6 +80,11 @@ def read_kinetics(
     known = set(class_list)
 
     table = make_table([], ["action"], label_spaces={"action": class_list}, dataset="kinetics")
+    for stem, kept, others, why in duplicates:
+        for other in others:
+            table.exclude(other, f"duplicate clip name {stem}: {kept} is used ({why})")
+    table.stats["duplicate_clip_names"] = len(duplicates)
+    missing_clips = 0
     for path, line_no, r in rows:
         where = f"{path}: line {line_no}"
         try:
@@ -91,6 +102,7 @@ def read_kinetics(
             if missing == "error":
                 raise DataError(f"{where}: clip {name}.* not found under {vdir}")
             table.exclude(name, f"{where}: clip file not found under {vdir}")
+            missing_clips += 1
             continue
         table.rows.append(
             {
@@ -102,5 +114,32 @@ def read_kinetics(
                 "action": label,
             }
         )
-    table.stats["missing_clips"] = len(table.excluded)
+    table.stats["missing_clips"] = missing_clips
     return table
+
+
+def _in_replacement_folder(path: Path, root: Path) -> bool:
+    return any(part.lower().startswith("replacement") for part in path.relative_to(root).parts[:-1])
+
+
+def index_clips(root: Path) -> tuple[dict[str, Path], list[tuple[str, Path, list[Path], str]]]:
+    """{clip name (file stem): path} of the videos under `root`, and the names found more than once as
+    (name, path used, other paths, why); see the module docstring for the rule."""
+    by_name: dict[str, list[Path]] = {}
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        for f in sorted(files):
+            if f.lower().endswith(VIDEO_EXTENSIONS):
+                p = Path(dirpath) / f
+                by_name.setdefault(p.stem, []).append(p)
+    clips: dict[str, Path] = {}
+    duplicates: list[tuple[str, Path, list[Path], str]] = []
+    for name in sorted(by_name):
+        paths = sorted(by_name[name], key=lambda p: p.relative_to(root).as_posix())
+        preferred = [p for p in paths if _in_replacement_folder(p, root)]
+        kept = (preferred or paths)[0]
+        clips[name] = kept
+        if len(paths) > 1:
+            why = "the copy under a replacement* folder wins" if preferred else "first in sorted path order"
+            duplicates.append((name, kept, [p for p in paths if p != kept], why))
+    return clips, duplicates

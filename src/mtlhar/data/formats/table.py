@@ -395,11 +395,16 @@ def find_dir(root: Path, *candidates: str) -> Path | None:
 
 
 def index_files(root: Path, extensions: Iterable[str]) -> dict[str, Path]:
-    """Map file name (and stem) -> path for every file under `root` with one of the extensions."""
+    """Map file name (and stem) -> path for every file under `root` with one of the extensions.
+
+    Folders are walked in sorted order, so when two files share a name the first in sorted path order
+    is the one mapped, on every machine.
+    """
     exts = tuple(e.lower() for e in extensions)
     out: dict[str, Path] = {}
-    for dirpath, _, files in os.walk(root):
-        for name in files:
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
             if name.lower().endswith(exts):
                 p = Path(dirpath) / name
                 out.setdefault(name, p)
