@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtlhar.data.formats import convert, read, read_kinetics
+from mtlhar.data.formats import convert, read, read_kinetics, read_ntu
 from mtlhar.data.formats.realworld_har import read_realworld_har
 from mtlhar.data.formats.table import read_csv_rows
 from mtlhar.data.inspect import inspect_manifest, print_inspection
@@ -329,3 +329,51 @@ def test_kinetics_prefers_the_replacement_copy_and_records_every_duplicate(tmp_p
     )
     assert f"train/abseiling/{b}.mp4 is used (first in sorted path order)" in dups[f"val/abseiling/{b}.mp4"]
     assert t.stats == {"duplicate_clip_names": 2, "missing_clips": 0}
+
+
+# ---------------------------------------------------------------- NTU: missing lists, xview on NTU-120
+NTU_BODY = "1\n1\n1 0 1 1 1 1 0 0.1 0.2 2\n25\n" + "".join(
+    f"{0.1 * j:.3f} {0.05 * j:.3f} 3.0 250 200 1000 500 0.1 0.2 0.3 0.9 2\n" for j in range(25)
+)
+
+
+def test_ntu_missing_list_prose_lines_are_not_sample_names(tmp_path):
+    root = tmp_path / "ntu"
+    for name in ("S001C001P001R001A001", "S001C002P002R001A002", "S002C001P003R002A003"):
+        put(root / f"{name}.skeleton", NTU_BODY)
+    # the official list opens with prose; "302" and "If" used to become skip entries
+    put(tmp_path / "NTU_RGBD_samples_with_missing_skeletons.txt",
+        "302 samples of NTU RGB+D have missing or incomplete skeletons.\n"
+        "If you use the skeleton data, leave these samples out.\n\n"
+        "S001C002P002R001A002\nS009C001P001R001A001.skeleton\n")  # fmt: skip
+    t = read_ntu(
+        root, out_dir=tmp_path / "o", missing_list=tmp_path / "NTU_RGBD_samples_with_missing_skeletons.txt"
+    )
+    assert sorted(r["id"] for r in t.rows) == ["S001C001P001R001A001", "S002C001P003R002A003"]
+    assert t.stats == {"missing_list_other_lines": 2, "missing_skeleton_list": 1}
+    put(tmp_path / "prose.txt", "302 samples\nIf you use them\n")
+    with pytest.raises(DataError, match=r"prose\.txt: no sample name \(SsssCcccPpppRrrrAaaa\)"):
+        read_ntu(root, out_dir=tmp_path / "o", missing_list=tmp_path / "prose.txt")
+
+
+def test_ntu_xview_on_ntu120_actions_raises_unless_num_actions_keeps_ntu60(tmp_path):
+    root = tmp_path / "ntu"
+    for name in (
+        "S001C001P001R001A001",
+        "S001C002P002R001A002",
+        "S018C001P050R001A061",
+        "S018C002P050R001A100",
+    ):
+        put(root / f"{name}.skeleton", NTU_BODY)
+    out = tmp_path / "o"
+    with pytest.raises(DataError) as e:
+        read_ntu(root, out_dir=out, benchmark="xview")
+    msg = one_line(e)
+    assert "benchmark 'xview' is defined for NTU RGB+D 60" in msg and "2 sample(s)" in msg
+    assert "S018C001P050R001A061" in msg and "num_actions=60" in msg
+    assert not list((out / "skeletons").glob("*.npy"))  # raised before writing anything
+    t = read_ntu(root, out_dir=out, benchmark="xview", num_actions=60)
+    assert sorted(r["id"] for r in t.rows) == ["S001C001P001R001A001", "S001C002P002R001A002"]
+    assert t.stats["beyond_num_actions"] == 2 and {Path(e["item"]).stem for e in t.excluded} == {
+        "S018C001P050R001A061", "S018C002P050R001A100"}  # fmt: skip
+    assert len(read_ntu(root, out_dir=out, benchmark="xsub").rows) == 4  # xsub / xset are fine on NTU-120

@@ -407,10 +407,12 @@ def test_ntu_skeleton_files_to_seq_arrays_and_benchmarks(tmp_path):
     assert t.stats == {"missing_skeleton_list": 1, "no_skeleton": 1}
     arr = np.load(by_id["S001C001P001R001A001"]["path"])
     assert arr.shape == (6, 75) and np.allclose(arr[:, 3:6], 0, atol=1e-5)  # spine_mid at the origin
-    xview = read_ntu(
-        root, out_dir=tmp_path / "o2", benchmark="xview", missing_list=root / "missing.txt", bodies=2
-    )
+    xview = read_ntu(  # xview is an NTU-60 benchmark: the NTU-120 sample (A061) is left out, recorded
+        root, out_dir=tmp_path / "o2", benchmark="xview", missing_list=root / "missing.txt", bodies=2,
+        num_actions=60,
+    )  # fmt: skip
     assert {r["id"]: r["split"] for r in xview.rows}["S002C003P002R001A001"] == "train"
+    assert xview.stats["beyond_num_actions"] == 1 and len(xview.label_spaces["action"]) == 60
     assert np.load(xview.rows[0]["path"]).shape == (6, 150)
     xset = read_ntu(root, out_dir=tmp_path / "o3", benchmark="xset", missing_list=root / "missing.txt")
     assert {r["id"]: r["split"] for r in xset.rows}["S002C001P004R001A002"] == "train"

@@ -19,7 +19,14 @@ Two input layouts:
 Setup, camera, performer (subject), replication and action come from the name. Benchmarks:
 `xsub` (training subjects below), `xview` (cameras 2, 3 train, camera 1 test), `xset` (even setups
 train; NTU 120 only). Samples in the published "samples with missing skeletons" list (`missing_list=`
-a text file, one name a line) are left out, as are files with no body in any frame (both recorded).
+a text file, one name a line; its prose lines, such as the header of the official lists, are
+skipped and counted in stats) are left out, as are files with no body in any frame (both recorded).
+
+The cross-view protocol is defined for NTU RGB+D 60 only (NTU-120 uses xsub / xset): `xview` on data
+holding NTU-120 actions (A061 and above) raises DataError before anything is written, rather than
+making a split no paper uses. To get the NTU-60 cross-view benchmark out of the NTU-120 release, pass
+`num_actions=60`: samples of actions beyond `num_actions` are left out and recorded (with any
+benchmark).
 
 Each sample's joints (x, y, z) become `out_dir/skeletons/<name>.npy` of shape [T, bodies * 25 * 3]
 (`bodies=1`: the main body; 2: two bodies side by side, zero-padded) for `ClipDataset(stream="seq")`,
@@ -42,6 +49,9 @@ from .. import skeleton as sk
 from .table import Table, check_choice, make_table, read_lines
 
 NAME = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
+FULL_NAME = re.compile(r"S\d{3}C\d{3}P\d{3}R\d{3}A\d{3}")
+#: The cross-view benchmark exists for NTU RGB+D 60 only (actions A001-A060).
+XVIEW_MAX_ACTION = 60
 
 # Training subjects of the cross-subject benchmark: NTU RGB+D 60 (Shahroudy et al., CVPR 2016) uses
 # those up to 40; NTU RGB+D 120 (Liu et al., TPAMI 2019) extends the list.
@@ -131,10 +141,29 @@ def read_skeleton_file(path: str | Path, max_bodies: int = 2) -> np.ndarray:
     return out
 
 
-def _missing_names(missing_list: str | Path | None) -> set[str]:
+def _missing_names(missing_list: str | Path | None) -> tuple[set[str], int]:
+    """(sample names, number of other non-empty lines) of a missing-skeleton list.
+
+    The official lists (NTU_RGBD_samples_with_missing_skeletons.txt, NTU_RGBD120_...) start with prose
+    lines; only lines whose first word is a sample name (SsssCcccPpppRrrrAaaa, optionally with an
+    extension) count.
+    """
     if missing_list is None:
-        return set()
-    return {Path(line.split()[0]).stem for _, line in read_lines(Path(missing_list))}
+        return set(), 0
+    names: set[str] = set()
+    other = 0
+    for _, line in read_lines(Path(missing_list)):
+        stem = Path(line.split()[0]).stem
+        if FULL_NAME.fullmatch(stem):
+            names.add(stem)
+        else:
+            other += 1
+    if not names:
+        raise DataError(
+            f"{missing_list}: no sample name (SsssCcccPpppRrrrAaaa) in this missing-skeleton list; "
+            "pass the published list, one sample name a line"
+        )
+    return names, other
 
 
 def _action_classes(actions: list[int], num_actions: int | None) -> list[str]:
@@ -156,7 +185,9 @@ def read_ntu(
 
     out_dir: where `skeletons/<name>.npy` go (required). benchmark: xsub | xview | xset.
     missing_list: the published list of samples with missing skeletons. bodies: 1 or 2.
-    num_actions: size of the action label space (default 60, or 120 if any action id exceeds 60).
+    num_actions: size of the action label space (default 60, or 120 if any action id exceeds 60);
+    samples of a higher action are left out (recorded). xview with NTU-120 actions raises (see the
+    module docstring).
     """
     check_choice("benchmark", benchmark, BENCHMARKS)
     check_choice("bodies", bodies, (1, 2))
@@ -165,17 +196,24 @@ def read_ntu(
     root = Path(root)
     arrays = Path(out_dir) / "skeletons"
     arrays.mkdir(parents=True, exist_ok=True)
-    skip = _missing_names(missing_list)
+    skip, prose = _missing_names(missing_list)
     table = make_table([], ["action", "subject", "camera", "setup", "replication"], dataset="ntu")
+    if prose:
+        table.count("missing_list_other_lines", prose)
     if root.is_file() and root.suffix.lower() in (".pkl", ".pickle"):
-        samples = _pyskl_samples(root, benchmark)
+        pickled = _load_pickle(root)
+        names = [str(a.get("frame_dir", "")) for a in pickled["annotations"] if isinstance(a, dict)]
+        samples = _pyskl_samples(pickled, root, benchmark)
     elif root.is_dir():
         files = sorted(root.rglob("*.skeleton"))
         if not files:
             raise DataError(f"{root}: no .skeleton files")
+        names = [f.stem for f in files]
         samples = ((f.stem, f, None, None) for f in files)
     else:
         raise DataError(f"not found: {root} (expected a folder of .skeleton files or a pyskl .pkl)")
+    if benchmark == "xview":
+        _check_xview(root, names, skip, num_actions)
 
     actions: list[int] = []
     for name, source, data, split in samples:
@@ -185,6 +223,10 @@ def read_ntu(
         if name in skip:
             table.exclude(source, f"in the missing-skeleton list {missing_list}")
             table.count("missing_skeleton_list")
+            continue
+        if num_actions is not None and info["action"] > num_actions:
+            table.exclude(source, f"action A{info['action']:03d} is beyond num_actions={num_actions}")
+            table.count("beyond_num_actions")
             continue
         if data is None:
             data = read_skeleton_file(source, max_bodies=max(bodies, 2))
@@ -218,7 +260,20 @@ def read_ntu(
     return table
 
 
-def _pyskl_samples(path: Path, benchmark: str):
+def _check_xview(root: Path, names: list[str], skip: set[str], num_actions: int | None) -> None:
+    """The cross-view benchmark is defined for NTU RGB+D 60; NTU-120 actions under it are an error."""
+    if num_actions is not None and num_actions <= XVIEW_MAX_ACTION:
+        return  # the samples of higher actions are left out (and recorded) by read_ntu
+    beyond = [n for n in names if n not in skip and (i := parse_name(n)) and i["action"] > XVIEW_MAX_ACTION]
+    if beyond:
+        raise DataError(
+            f"{root}: benchmark 'xview' is defined for NTU RGB+D 60 (actions A001-A060), but {len(beyond)} "
+            f"sample(s) are NTU RGB+D 120 actions (e.g. {beyond[0]}); use benchmark='xsub' or 'xset' for "
+            "NTU-120, or pass num_actions=60 to keep only the NTU-60 actions (the others are recorded as left out)"
+        )
+
+
+def _load_pickle(path: Path) -> dict:
     try:
         with path.open("rb") as f:
             data = pickle.load(f)  # noqa: S301 - documented: only trusted pickles
@@ -226,6 +281,10 @@ def _pyskl_samples(path: Path, benchmark: str):
         raise DataError(f"{path}: cannot read pickle ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict) or "annotations" not in data:
         raise DataError(f"{path}: expected a dict with 'split' and 'annotations' (pyskl layout)")
+    return data
+
+
+def _pyskl_samples(data: dict, path: Path, benchmark: str):
     splits = data.get("split", {}) or {}
     lookup: dict[str, str] = {}
     for part, names in splits.items():
