@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtlhar.data.formats import convert, read, read_kinetics, read_ntu
 from mtlhar.data.formats.realworld_har import read_realworld_har
@@ -76,6 +78,15 @@ def test_unbalanced_quote_early_is_named_not_a_giant_split_name(tmp_path):
     text = with_line(text, 6, 'c003,clips/c003.npy,train,s3,"a0')
     with pytest.raises(DataError, match=r"line 6: a quoted cell opens here"):
         Manifest.read(put(tmp_path / "m2.csv", text))
+
+
+def test_unbalanced_quote_in_a_big_file_is_named_not_a_field_limit_error(tmp_path):
+    # over 128 KiB after the quote: the csv module's "field larger than field limit" becomes the quote's line
+    text = with_line(manifest_text(5000), 4, 'c002,clips/c002.npy,train,s2,"a2')
+    with pytest.raises(DataError) as e:
+        Manifest.read(put(tmp_path / "manifest.csv", text))
+    msg = one_line(e)
+    assert "line 4: a quoted cell opens here and is never closed (it is still open on line" in msg
 
 
 def test_rows_with_extra_or_missing_cells_name_their_physical_line(tmp_path):
@@ -377,3 +388,95 @@ def test_ntu_xview_on_ntu120_actions_raises_unless_num_actions_keeps_ntu60(tmp_p
     assert t.stats["beyond_num_actions"] == 2 and {Path(e["item"]).stem for e in t.excluded} == {
         "S018C001P050R001A061", "S018C002P050R001A100"}  # fmt: skip
     assert len(read_ntu(root, out_dir=out, benchmark="xsub").rows) == 4  # xsub / xset are fine on NTU-120
+
+
+# ---------------------------------------------------------------- property: manifest rows survive or fail clearly
+TRICKY = [
+    '"',
+    ",",
+    "\n",
+    "\r\n",
+    "\r",
+    '""',
+    " ",
+    "",
+    "é",
+    "€",
+    "😀",
+    "\t",
+    "\x00",
+    "\ufeff",
+    "\u2028",
+    "a,b",
+    '"x"',
+]
+cells = st.lists(
+    st.sampled_from(TRICKY) | st.text(st.characters(blacklist_categories=("Cs",)), max_size=4), max_size=3
+).map("".join)
+
+
+def render(row: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(row)  # QUOTE_MINIMAL, \r\n: what a spreadsheet or pandas writes
+    return buf.getvalue()
+
+
+def lines_before(text: str) -> int:
+    return len(io.StringIO(text, newline="").readlines())
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(
+    extra=st.lists(cells, max_size=2),
+    body=st.lists(st.lists(cells, min_size=5, max_size=5), max_size=6),
+    mutation=st.sampled_from(["none", "extra cell", "missing cell", "open quote", "bad byte", "cut"]),
+    where=st.integers(0, 10**6),
+    bom=st.booleans(),
+    trailing=st.sampled_from(["", "\r\n", "\n\n", "\r\n \r\n"]),
+)
+def test_manifest_read_returns_the_rows_written_or_a_one_line_data_error(
+    tmp_path_factory, extra, body, mutation, where, bom, trailing
+):
+    header = ["id", "path", "split", *extra]
+    width = len(header)
+    rows = [[f"r{i}-{r[0]}", *r[1:width]] + [""] * max(0, width - len(r)) for i, r in enumerate(body)]
+    parts = [render(header)] + [render(r) for r in rows]
+    bad_line = None
+    if mutation in ("extra cell", "missing cell", "open quote") and rows:
+        k = 1 + where % len(rows)
+        if mutation == "extra cell":
+            parts[k] = render([*rows[k - 1], "more"])
+        elif mutation == "missing cell":
+            parts[k] = render(rows[k - 1][:-1])
+        elif mutation == "open quote":
+            parts[k] = parts[k].replace(",", ',"', 1)
+        bad_line = lines_before("".join(parts[:k])) + 1
+    data = ("".join(parts) + trailing).encode()
+    if mutation == "bad byte":
+        data = data[: where % (len(data) + 1)] + b"\xff" + data[where % (len(data) + 1) :]
+    elif mutation == "cut":
+        data = data[: where % (len(data) + 1)]
+    path = tmp_path_factory.getbasetemp() / "fuzz" / "manifest.csv"
+    put(path, (b"\xef\xbb\xbf" if bom else b"") + data)
+
+    names = [h.strip() for h in header]
+    header_ok = len(set(names)) == len(names)
+    well_formed = mutation == "none" or (
+        not rows and mutation in ("extra cell", "missing cell", "open quote")
+    )
+    try:
+        m = Manifest.read(path)
+    except DataError as e:
+        msg = str(e)
+        assert "\n" not in msg and "\r" not in msg, msg
+        assert msg.startswith(str(path)), msg
+        assert not (well_formed and header_ok), msg  # a well-formed file fails only for a repeated column
+        if bad_line is not None and mutation != "open quote" and header_ok:
+            assert f": line {bad_line}: " in msg, msg  # the physical line of the bad row
+        return
+    except Exception as e:  # noqa: BLE001 - the property: nothing but DataError escapes
+        pytest.fail(f"{type(e).__name__}: {e}")
+    assert mutation != "bad byte" and (bad_line is None or mutation == "open quote"), "should have raised"
+    if well_formed:
+        assert m.columns == names
+        assert m.rows == [dict(zip(names, (c.strip() for c in r))) for r in rows]

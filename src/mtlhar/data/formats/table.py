@@ -272,6 +272,12 @@ def parse_csv(
                     f"{where}: line {start}: column(s) {', '.join(map(repr, repeated))} appear more than once "
                     "in the header; rename them"
                 )
+            unnamed = [str(i + 1) for i, c in enumerate(cells) if not c]
+            if len(unnamed) > 1:
+                raise DataError(
+                    f"{where}: line {start}: columns {', '.join(unnamed)} of the header have no name; "
+                    "name them, or delete the empty columns"
+                )
             columns = cells
             continue
         if len(cells) != len(columns):
@@ -294,7 +300,8 @@ def parse_csv(
 
 
 def _count_problem(n: int, columns: list[str], text: str, offsets: list[int], start: int, end: int) -> str:
-    shown = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
+    shown = ", ".join(c if c.isprintable() and c else repr(c) for c in columns[:12])
+    shown += ", ..." if len(columns) > 12 else ""
     if n > len(columns):
         msg = (
             f"{n} cells where the header has {len(columns)} columns ({shown}); quote a cell that holds a "
