@@ -409,9 +409,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return str(value)
             except ValueError:  # an integer with more digits than Python converts to text
                 pass
-        raise ConfigError(
-            f"config key '{key}': got {_show(value)}, expected a string (without NUL characters)"
-        )
+        nul = " without NUL characters" if isinstance(value, str) else ""
+        raise ConfigError(f"config key '{key}': got {_show(value)}, expected a string{nul}")
     return value
 
 
@@ -420,7 +419,7 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     where = prefix or "top level"
     if not isinstance(data, dict):
         raise ConfigError(f"config section '{where}': expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
