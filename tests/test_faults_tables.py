@@ -193,11 +193,13 @@ def test_inspect_reports_every_malformed_row_and_carries_on(tmp_path):
     text = with_line(text, 4, "c002,clips/c002.npy,train,s2,a2,EXTRA")
     text = with_line(text, 7, "c005,clips/c005.npy")
     text = with_line(text, 10, 'c008,clips/c008.npy,train,s1,"a2')
-    path = put(tmp_path / "manifest.csv", text)
+    path = put(tmp_path / "manifest.csv", text.encode().replace(b"s0,a0", b"s0,a\xe90", 1))  # line 2
     rep = inspect_manifest(path, check_files=False)
     bad = [(i["row"], i["problem"]) for i in rep["issues"] if i["problem"].startswith("row left out")]
     assert [line for line, _ in bad] == [4, 7, 10] and rep["malformed_rows"] == 3
     assert "never closed" in bad[2][1] and rep["rows"] == 12 - 2 - 4  # rows 8.. are inside the open quote
+    assert rep["issues"][0]["row"] == 2 and "byte 0xe9 (column 29," in rep["issues"][0]["problem"]
+    assert rep["task_stats"]["action"]["classes"]["a\ufffd0"] == 1  # the row stays, its bad byte replaced
     out = io.StringIO()
     print_inspection(rep, out)
     assert "malformed rows left out: 3" in out.getvalue()

@@ -23,7 +23,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import DataError
-from .formats.table import ARRAY_EXTENSIONS, RESERVED, read_csv
+from .formats.table import ARRAY_EXTENSIONS, RESERVED, decode_text, parse_csv
 from .splits import check_group_leakage
 
 #: FFmpeg demuxer names (PyAV `container.format.name` is a comma-separated list) per file extension.
@@ -134,8 +134,13 @@ def inspect_manifest(
     path = Path(manifest_path)
     if path.is_dir():
         path = path / "manifest.csv"
-    bad_rows: list[tuple[int, str]] = []  # every malformed row is reported, none stops the inspection
-    table = read_csv(path, required=("id",), problems=bad_rows)
+    if not path.is_file():
+        raise DataError(f"manifest not found: {path}")
+    # every bad byte and malformed row is reported; none stops the inspection
+    bad_bytes: list[tuple[int, str]] = []
+    text = decode_text(path.read_bytes(), str(path), bad_bytes)
+    bad_rows: list[tuple[int, str]] = []
+    table = parse_csv(text, str(path), required=("id",), problems=bad_rows)
     pairs = table.dicts()
     rows = [r for _, r in pairs]
     columns = list(table.columns)
@@ -145,6 +150,8 @@ def inspect_manifest(
     spaces: dict[str, list[str]] = {}
     classes_file = path.parent / "classes.json"
     issues: list[dict[str, Any]] = [
+        {"row": line, "id": "", "path": str(path), "problem": msg} for line, msg in bad_bytes
+    ] + [
         {"row": line, "id": "", "path": str(path), "problem": f"row left out: {msg}"}
         for line, msg in bad_rows
     ]
@@ -315,7 +322,7 @@ def _unseen_in_train(
                 continue
         shown = ", ".join(missing[:20]) + (f", ... ({len(missing) - 20} more)" if len(missing) > 20 else "")
         what = (
-            f"none of the {len(seen)} classes in split {split!r} occurs"
+            f"no class of split {split!r} occurs"
             if disjoint
             else f"{len(missing)} of the {len(seen)} classes in split {split!r} never occur"
         )
@@ -416,7 +423,7 @@ def print_inspection(report: dict[str, Any], file: IO[str] | None = None, *, max
     issues = report["issues"]
     say(f"issues: {len(issues)}")
     for i in issues[:max_issues]:
-        where = f"line {i['row']}" if i["row"] else ""
-        say(f"  - {where} {i['id']} {i['path']}: {i['problem']}".replace("  ", " "))
+        where = " ".join(p for p in (f"line {i['row']}" if i["row"] else "", i["id"], i["path"]) if p)
+        say(f"  - {where}: {i['problem']}" if where else f"  - {i['problem']}")
     if len(issues) > max_issues:
         say(f"  ... {len(issues) - max_issues} more (use --json for all)")
