@@ -116,5 +116,5 @@ def test_replace_classifier_for_a_new_label_space(source):
 
 def test_unreadable_checkpoint_names_the_file(tmp_path):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="bad.pth: not a readable PyTorch checkpoint"):
+    with pytest.raises(DataError, match="bad.pth: the weights file is truncated or corrupt"):
         load_checkpoint(r3d_18(), tmp_path / "bad.pth")

@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--out", help="run directory (default runs/<config name>)")
     t.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    t.add_argument(
+        "--allow-change",
+        dest="allow_changes",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="with --resume: a config key (or section) you changed on purpose, e.g. train.steps (repeatable); "
+        "any other difference from the run's config is refused",
+    )
 
     e = cmd("eval", "evaluate a run's selected checkpoint on a split")
     e.add_argument("run_dir")
@@ -235,7 +244,9 @@ def _run(args) -> int:
 
         cfg = load_config(args.config, args.overrides)
         out = args.out or str(Path("runs") / (cfg.name or Path(args.config).stem))
-        res = train(cfg, out, resume=args.resume)
+        if args.allow_changes and not args.resume:
+            raise ConfigError("--allow-change is only used with --resume")
+        res = train(cfg, out, resume=args.resume, allow_changes=args.allow_changes)
         print(
             f"run {res.run_dir}: {res.steps} steps in {res.wall_time_s:.0f}s; best step {res.best_step}, "
             f"validation score {res.best_score:.4f}"
@@ -253,6 +264,14 @@ def _run(args) -> int:
         res = evaluate_run(args.run_dir, split=args.split, data=data)
         out = Path(args.run_dir) / f"eval_{args.split}.json"
         out.write_text(json.dumps(res, indent=2))
+        if res["bad"]:  # on stderr, also with --json: a skipped clip is never silent
+            print(
+                f"{len(res['bad'])} unreadable clip(s) of split '{args.split}' skipped (listed in "
+                f"{Path(args.run_dir) / 'bad_samples.json'}):",
+                file=sys.stderr,
+            )
+            for b in res["bad"][:10]:
+                print(f"  {b['id']}: {b['reason']}", file=sys.stderr)
         if args.json:
             print(json.dumps(res["metrics"], indent=2))
         else:

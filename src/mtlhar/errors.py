@@ -17,3 +17,7 @@ class DataError(MtlharError):
 
 class TooManyBadSamples(DataError):
     """Raised when more than the allowed fraction of samples could not be read during a run."""
+
+
+class Diverged(MtlharError):
+    """Training stopped after too many consecutive steps with a non-finite loss or gradient."""

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from . import checkpoint as ckpt
 from . import metrics as M
 from .config import RunConfig, from_dict
 from .data.dataset import ClipDataset, Views, collate
@@ -132,12 +133,21 @@ def _merge_views(pred: dict, rows: list[int], tasks: Sequence[Task]) -> dict:
     return {**out, "ids": [pred["ids"][s] for s in starts], "bad": bad}
 
 
-def metrics_from_outputs(pred: dict, tasks: Sequence[Task]) -> dict:
+def metrics_from_outputs(pred: dict, tasks: Sequence[Task], *, split: str | None = None) -> dict:
+    """Every task's metrics; DataError when a task's outputs hold NaN or infinite values."""
     res = {}
     for t in tasks:
         out, tgt, msk = pred["outputs"][t.name], pred["targets"][t.name], pred["masks"][t.name]
         if len(out) == 0:
             continue
+        if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
+            rows = ~np.isfinite(out.reshape(len(out), -1)).all(1)
+            first = pred["ids"][int(np.flatnonzero(rows)[0])] if len(pred["ids"]) == len(out) else "?"
+            where = f" of split {split!r}" if split else ""
+            raise DataError(
+                f"task {t.name!r}: the model's outputs for {int(rows.sum())} of {len(out)} clips{where} are NaN "
+                f"or infinite (first: {first}); the weights or the inputs are out of range"
+            )
         m = msk.reshape(len(msk), -1)
         if m.shape[1] == 1:  # per-sample mask
             m = m[:, 0]
@@ -181,6 +191,7 @@ def evaluate_model(
     amp_dtype=torch.bfloat16,
     with_confusion=False,
     keep_predictions=False,
+    split: str | None = None,
 ) -> dict:
     pred = predict_outputs(
         model,
@@ -191,7 +202,11 @@ def evaluate_model(
         amp=amp,
         amp_dtype=amp_dtype,
     )
-    res = {"metrics": metrics_from_outputs(pred, tasks), "n": len(pred["ids"]), "bad": pred["bad"]}
+    res = {
+        "metrics": metrics_from_outputs(pred, tasks, split=split),
+        "n": len(pred["ids"]),
+        "bad": pred["bad"],
+    }
     if with_confusion:
         res["confusion"] = confusions(pred, tasks)
     if keep_predictions:
@@ -230,11 +245,18 @@ def load_run(run_dir: str | Path, *, device: torch.device | None = None, checkpo
         raise DataError(
             f"{run_dir}: no {checkpoint} checkpoint at {path} (is this a finished mtlhar run directory?)"
         )
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = ckpt.load(path)
+    if not isinstance(ck, dict) or not {"config", "tasks", "model"} <= set(ck):
+        raise DataError(f"{path}: not an mtlhar checkpoint (it lacks config, tasks or model)")
     cfg = from_dict(RunConfig, ck["config"])
     tasks = [task_from_dict(d) for d in ck["tasks"]]
     model = build_model(cfg, tasks)
-    model.load_state_dict(ck["model"])
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise DataError(
+            f"{path}: the weights do not fit the model its config builds ({str(e).splitlines()[0]})"
+        ) from None
     device = device or torch.device("cpu")
     return model.to(device).eval(), tasks, cfg
 
@@ -264,10 +286,36 @@ def evaluate_run(
         )
     ds = make_dataset(cfg, manifest, present, split, train=False, views=True)  # shares decoded clips
     res = evaluate_model(
-        model, ds, present, device=device, batch_size=batch_size, with_confusion=True, keep_predictions=True
+        model,
+        ds,
+        present,
+        device=device,
+        batch_size=batch_size,
+        with_confusion=True,
+        keep_predictions=True,
+        split=split,
     )
     pred = res.pop("predictions")
     if data is None:  # the run's own data: keep per-clip predictions next to the run
         save_predictions(pred, Path(run_dir) / f"predictions_{split}.npz")
+        record_bad_samples(Path(run_dir), split, res["bad"])
     res.update(split=split, manifest=str(manifest.path), run_dir=str(run_dir))
     return res
+
+
+def record_bad_samples(run_dir: Path, split: str, bad: list[dict]) -> None:
+    """List the unreadable samples of an evaluated split in the run's `bad_samples.json` (replacing that
+    split's earlier entries), beside the training split's."""
+    import json
+
+    path = run_dir / "bad_samples.json"
+    try:
+        listed = json.loads(path.read_text()) if path.is_file() else []
+    except json.JSONDecodeError:
+        listed = []
+    kept = [b for b in listed if b.get("split") != split]
+    kept += [{**b, "split": split} for b in bad]
+    if kept != listed:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(kept, indent=2, default=str))
+        tmp.replace(path)

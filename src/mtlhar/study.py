@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -160,7 +161,6 @@ def write_folds(protocol: dict, manifest: Manifest, out: Path) -> list[Path]:
     study keeps its manifest hashes) and OUT/folds/folds.json; returns the manifest paths."""
     import csv
     import io
-    import shutil
 
     from .data.splits import protocol_folds
 
@@ -367,6 +367,8 @@ def _run_one(
     line = "trained earlier, reusing"
     if not (run_dir / "summary.json").is_file():
         resume = (run_dir / "checkpoints" / "last.pt").is_file()
+        if not resume and run_dir.is_dir():  # killed before its first checkpoint: nothing to resume
+            shutil.rmtree(run_dir)
         res = Trainer(run.config, run_dir, manifest=manifest, single_process=True).fit(resume=resume, log=log)
         line = f"{res.steps} steps, {res.wall_time_s:.0f}s, best step {res.best_step}"
     if not evaluate:

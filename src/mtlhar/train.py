@@ -10,13 +10,12 @@ validation split is scored and the checkpoint with the best validation multi-tas
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,26 +23,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import distributed, provenance
+from . import checkpoint, distributed, provenance, runs
 from .balancing import build_balancer
 from .config import RunConfig, check_sampler, dump_yaml, to_dict
 from .data.dataset import ClipDataset, collate, decode_batch_on, resolve_tasks
 from .data.manifest import Manifest
-from .errors import ConfigError, TooManyBadSamples
+from .errors import ConfigError, DataError, Diverged, TooManyBadSamples
 from .evaluate import evaluate_model, validation_score
 from .models import MultiTaskModel, build_encoder
 from .tasks import Task, fit_class_counts
-
-
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, data) -> None:
@@ -198,6 +186,13 @@ class Trainer:
             )
         # class counts of the training split only: class-balanced loss, logit adjustment (saved with the run)
         fit_class_counts(self.tasks, self.train_set.labels)
+        self.unseen_classes = check_labels(self.tasks, self.train_set, self.val_set, cfg.data)
+        for name, classes in self.unseen_classes.items():
+            if self.dist.main:
+                print(
+                    f"warning: task {name!r}: {len(classes)} class(es) have no training clip and can never be "
+                    f"learnt: {', '.join(classes[:8])}{' ...' if len(classes) > 8 else ''}"
+                )
         check_sampler(cfg)
         self.balance_labels = None
         if t.sampler == "balanced":
@@ -327,12 +322,16 @@ class Trainer:
             epoch, start = self.state["epoch"], self.state["batch_in_epoch"]
             self.train_set.set_epoch(epoch)
             order = self._epoch_order(epoch)[start:]
+            # the loader's own generator (seeded by seed and epoch): creating it draws nothing from the
+            # global torch RNG, which dropout uses, so a loader made mid-epoch by a resume changes no draw
+            gen = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + epoch + 7)
             loader = DataLoader(
                 self.train_set,
                 batch_sampler=order,
                 collate_fn=collate,
                 num_workers=self.cfg.data.num_workers,
                 persistent_workers=False,
+                generator=gen,
             )
             for batch in loader:
                 self.state["batch_in_epoch"] += 1
@@ -409,31 +408,48 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "balancer": self.balancer.state_dict(),
             "state": dict(self.state),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
+            "rng": checkpoint.rng_state(),
             "tasks": [t.to_dict() for t in self.tasks],
             "config": to_dict(self.cfg),
         }
 
-    def _restore(self, path: Path) -> None:
-        ck = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"])
+    def _save(self, obj: dict, path: Path) -> None:
+        """Write a checkpoint, never one whose weights hold a NaN or an infinite value."""
+        bad = checkpoint.first_nonfinite(obj["model"]) or checkpoint.first_nonfinite(
+            {f"balancer.{k}": v for k, v in self.balancer.state_dict().items()}
+        )
+        if bad is not None:
+            raise Diverged(
+                f"step {self.state['step']}: parameter {bad!r} is NaN or infinite; no checkpoint written "
+                f"({path.name} keeps the last finite weights)"
+            )
+        checkpoint.save(obj, path)
+
+    def _restore(self, path: Path, allow_changes: Sequence[str], log) -> int:
+        """Load `last.pt` into this trainer after checking that the config is the one it was trained with
+        (changes only where `allow_changes` names them). Returns the checkpoint's step."""
+        ck = checkpoint.load(path, map_location=self.device)
+        diff = runs.check_resume_changes(ck["config"], to_dict(self.cfg), allow_changes)
+        old_tasks = {d["name"]: d for d in ck["tasks"]}
+        new_tasks = {t.name: t.to_dict() for t in self.tasks}
+        if old_tasks != new_tasks:  # the same config over a changed manifest (new classes, counts)
+            runs.check_resume_changes(old_tasks, new_tasks, (), where="--resume (tasks from the data)")
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.opt.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise DataError(f"{path}: does not fit this run's model ({str(e).splitlines()[0]})") from None
         self.scaler.load_state_dict(ck["scaler"])
         self.balancer.load_state_dict(ck["balancer"])
         self.state = dict(ck["state"])
-        torch.set_rng_state(ck["rng"]["torch"])
-        if ck["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
-        np.random.set_state(ck["rng"]["numpy"])
-        random.setstate(ck["rng"]["python"])
+        checkpoint.set_rng_state(ck["rng"])
+        if diff and log:
+            log(f"resuming with changed config: {', '.join(f'{k}={v[1]!r}' for k, v in diff.items())}")
+        self.resume_changes = {k: [v[0], v[1]] for k, v in diff.items()}
+        return int(self.state["step"])
 
     def save_best(self, metrics: dict) -> None:
-        atomic_save(
+        self._save(
             {
                 "model": self.model.state_dict(),
                 "tasks": [t.to_dict() for t in self.tasks],
@@ -451,21 +467,62 @@ class Trainer:
         resume: bool = False,
         on_step: Callable[[int], None] | None = None,
         log: Callable[[str], None] | None = print,
+        allow_changes: Sequence[str] = (),
     ) -> TrainResult:
+        """Train to `train.steps` (or an early stop). `resume` continues from `last.pt`; the config must be
+        the one the run was trained with, except for the keys named in `allow_changes` (e.g. `train.steps`)."""
+        t = self.cfg.train
+        resume_step = self._open(resume, allow_changes, log)
+        main = self.dist.main  # under DDP only rank 0 writes files
+        prov = self._write_records(resume_step)
+        metrics = runs.MetricsLog(self.run_dir, write=main, resume_step=resume_step)
+        if resume_step is not None and self.resume_changes:
+            metrics.record({"step": resume_step, "split": "resume", "changed": self.resume_changes})
+        progress = _progress(
+            t.progress and log is not None and main, t.steps, self.state["step"], self.run_dir.name
+        )
+        batches = self._batches()
+        started = time.perf_counter() - self.state["wall_time_s"]
+        try:
+            self.model.train()
+            while self.state["step"] < t.steps:
+                sums, weights, batch = self._optimiser_step(batches)
+                step = self.state["step"]
+                self.state["wall_time_s"] = time.perf_counter() - started
+                self._log_step(metrics, step, sums, weights)
+                progress.update(step, sums)
+                if t.affinity_every and step % t.affinity_every == 0 and batch is not None:
+                    self._affinity(metrics, step, batch)
+                if (step % t.eval_every == 0 or step == t.steps) and self._validate(step, metrics, log):
+                    break
+                if (step % t.checkpoint_every == 0 or step == t.steps) and main:
+                    metrics.flush()
+                    self._save(self._checkpoint_state(), self.run_dir / "checkpoints" / "last.pt")
+                if on_step is not None:
+                    on_step(step)
+        finally:
+            progress.close()
+            metrics.close()
+        return self._finish(prov, log)
+
+    def _open(self, resume: bool, allow_changes: Sequence[str], log) -> int | None:
+        """Check the run directory and restore `last.pt` when resuming; the checkpoint's step, or None."""
+        run = self.run_dir
+        self.resume_changes: dict = {}
+        if not resume:
+            runs.check_fresh(run)
+            self._check_validation_readable()
+            return None
+        last = run / "checkpoints" / "last.pt"
+        if not last.is_file():
+            raise ConfigError(f"--resume: no checkpoint at {last}; start the run without --resume")
+        return self._restore(last, allow_changes, log)
+
+    def _write_records(self, resume_step: int | None) -> dict:
         cfg, t = self.cfg, self.cfg.train
         run = self.run_dir
-        last = run / "checkpoints" / "last.pt"
-        if resume:
-            if not last.is_file():
-                raise ConfigError(f"--resume: no checkpoint at {last}; start the run without --resume")
-            self._restore(last)
-        elif last.exists():
-            raise ConfigError(
-                f"{run} already holds a run; pass --resume to continue it or choose another --out"
-            )
-        main = self.dist.main  # under DDP only rank 0 writes files
-        run.mkdir(parents=True, exist_ok=True)
-        if main:
+        if self.dist.main:
+            run.mkdir(parents=True, exist_ok=True)
             (run / "config.yaml").write_text(dump_yaml(cfg))
             write_json(run / "tasks.json", [x.to_dict() for x in self.tasks])
         prov = provenance.collect(
@@ -481,97 +538,128 @@ class Trainer:
             },
         )
         prov["world_size"] = self.dist.world
-        from torch.utils.tensorboard import SummaryWriter
-
-        if main:
+        prov["classes_without_training_clips"] = self.unseen_classes
+        if resume_step is not None:
+            prov["resumed_at_step"] = resume_step
+            prov["resume_changes"] = self.resume_changes
+        if self.dist.main:
             write_json(run / "provenance.json", prov)
-            tb, jsonl = SummaryWriter(str(run / "tb")), open(run / "metrics.jsonl", "a")
-        else:
-            tb, jsonl = _Discard(), io.StringIO()
-        progress = _progress(t.progress and log is not None and main, t.steps, self.state["step"], run.name)
-        batches = self._batches()
-        started = time.perf_counter() - self.state["wall_time_s"]
-        n_samples = len(self.train_set)
-        try:
-            self.model.train()
-            while self.state["step"] < t.steps:
-                step = self.state["step"]
-                for g in self.opt.param_groups:
-                    g["lr"] = t.lr * lr_factor(cfg, step)
-                self.opt.zero_grad(set_to_none=True)
-                sums: dict[str, float] = {}
-                weights = {}
-                for _ in range(t.accumulate):
-                    batch = decode_batch_on(next(batches), self.device)  # data.jpeg_decode: device
-                    self._record_bad(batch["meta"]["bad"], n_samples)
-                    if batch["size"] == 0:
-                        continue
-                    batch = self._to_device(batch)
-                    losses, present, cross, weights = self.backward_step(batch, step)
-                    self.state["samples_seen"] += batch["size"]
-                    for k, v in {**losses, **cross}.items():
-                        sums[k] = sums.get(k, 0.0) + float(v.detach()) / t.accumulate
-                if t.grad_clip:
-                    self.scaler.unscale_(self.opt)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-                self.scaler.step(self.opt)
-                self.scaler.update()
-                self.state["step"] = step = step + 1
-                self.state["wall_time_s"] = time.perf_counter() - started
-                rec = {
-                    "step": step,
-                    "split": "train",
-                    "lr": self.opt.param_groups[0]["lr"],
-                    "loss": sums,
-                    "weights": weights,
-                    "epoch": self.state["epoch"],
-                }
-                diag = getattr(self.balancer, "last_diagnostics", None)
-                if diag and diag.get("step") == step - 1:  # computed during this optimiser step
-                    rec["diagnostics"] = diag
-                    for k, v in diag.items():
-                        if k != "step":
-                            tb.add_scalar(f"train/balance/{k}", v, step)
-                jsonl.write(json.dumps(rec) + "\n")
-                for k, v in sums.items():
-                    tb.add_scalar(f"train/loss/{k}", v, step)
-                for k, v in weights.items():
-                    tb.add_scalar(f"train/weight/{k}", v, step)
-                progress.update(step, sums)
-                if (
-                    t.affinity_every
-                    and step % t.affinity_every == 0
-                    and len(self.tasks) > 1
-                    and batch["size"]
-                    and self.dist.world == 1
-                ):
-                    from .affinity import measure
+        return prov
 
-                    aff = measure(self, batch)
-                    if aff is not None:
-                        jsonl.write(json.dumps({"step": step, "split": "affinity", **aff}) + "\n")
-                if step % t.eval_every == 0 or step == t.steps:
-                    stop = self._validate(step, jsonl, tb, log)
-                    if stop:
-                        break
-                if (step % t.checkpoint_every == 0 or step == t.steps) and main:
-                    jsonl.flush()
-                    atomic_save(self._checkpoint_state(), last)
-                if on_step is not None:
-                    on_step(step)
-        finally:
-            progress.close()
-            jsonl.close()
-            tb.close()
+    def _optimiser_step(self, batches) -> tuple[dict, dict, dict | None]:
+        """One optimiser step of `accumulate` micro-batches; a step whose loss or gradient is not finite is
+        skipped (no weight changes), and `train.max_nonfinite_steps` skipped steps in a row stop the run."""
+        cfg, t = self.cfg, self.cfg.train
+        step = self.state["step"]
+        for g in self.opt.param_groups:
+            g["lr"] = t.lr * lr_factor(cfg, step)
+        self.opt.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        weights: dict = {}
+        last = None
+        seen = 0
+        for _ in range(t.accumulate):
+            batch = decode_batch_on(next(batches), self.device)  # data.jpeg_decode: device
+            self._record_bad(batch["meta"]["bad"], len(self.train_set))
+            if batch["size"] == 0:
+                continue
+            batch = self._to_device(batch)
+            losses, present, cross, weights = self.backward_step(batch, step)
+            seen += batch["size"]
+            for k, v in {**losses, **cross}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / t.accumulate
+            last = batch
+        self.state["samples_seen"] += int(distributed.all_reduce_sum(torch.tensor([float(seen)]))[0])
+        fault = self._nonfinite(sums)
+        if fault is None or self.scaler.is_enabled():  # a GradScaler skips non-finite gradients itself
+            if t.grad_clip:
+                self.scaler.unscale_(self.opt)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        self._count_nonfinite(fault, step)
+        self.state["step"] = step + 1
+        return sums, weights, last
+
+    def _nonfinite(self, sums: dict[str, float]) -> str | None:
+        """What is not finite in this step (a task's loss, else a parameter's gradient), or None."""
+        for name, value in sums.items():
+            if not math.isfinite(value):
+                return f"task {name!r} loss = {value}"
+        if self.scaler.is_enabled():
+            return None
+        grads = [p.grad for p in self.opt_params if p.grad is not None]
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+            names = {id(p): n for n, p in self.model.named_parameters()}
+            bad = next(
+                p for p in self.opt_params if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+            )
+            return f"gradient of {names.get(id(bad), 'a balancer parameter')!r} is NaN or infinite"
+        return None
+
+    def _count_nonfinite(self, fault: str | None, step: int) -> None:
+        if fault is None:
+            self.state["nonfinite_in_a_row"] = 0
+            return
+        self.state["nonfinite_in_a_row"] = self.state.get("nonfinite_in_a_row", 0) + 1
+        self.state.setdefault("skipped_steps", []).append({"step": step + 1, "reason": fault})
+        limit = self.cfg.train.max_nonfinite_steps
+        if self.state["nonfinite_in_a_row"] >= limit:
+            raise Diverged(
+                f"training diverged: {limit} step(s) in a row with a non-finite loss or gradient (last: step "
+                f"{step + 1}, {fault}); no checkpoint holds non-finite weights; lower train.lr, set "
+                "train.grad_clip, check the inputs' range, or raise train.max_nonfinite_steps"
+            )
+
+    def _log_step(self, metrics: runs.MetricsLog, step: int, sums: dict, weights: dict) -> None:
+        rec = {
+            "step": step,
+            "split": "train",
+            "lr": self.opt.param_groups[0]["lr"],
+            "loss": sums,
+            "weights": weights,
+            "epoch": self.state["epoch"],
+        }
+        if self.state.get("nonfinite_in_a_row"):
+            rec["skipped"] = self.state["skipped_steps"][-1]["reason"]
+        diag = getattr(self.balancer, "last_diagnostics", None)
+        if diag and diag.get("step") == step - 1:  # computed during this optimiser step
+            rec["diagnostics"] = diag
+            for k, v in diag.items():
+                if k != "step":
+                    metrics.scalar(f"train/balance/{k}", v, step)
+        metrics.record(rec)
+        for k, v in sums.items():
+            metrics.scalar(f"train/loss/{k}", v, step)
+        for k, v in weights.items():
+            metrics.scalar(f"train/weight/{k}", v, step)
+
+    def _affinity(self, metrics: runs.MetricsLog, step: int, batch: dict) -> None:
+        if len(self.tasks) < 2 or self.dist.world != 1:
+            return
+        from .affinity import measure
+
+        aff = measure(self, batch)
+        if aff is not None:
+            metrics.record({"step": step, "split": "affinity", **aff})
+
+    def _finish(self, prov: dict, log) -> TrainResult:
+        run, main = self.run_dir, self.dist.main
         if main:
-            atomic_save(self._checkpoint_state(), last)
+            self._save(self._checkpoint_state(), run / "checkpoints" / "last.pt")
             write_json(run / "bad_samples.json", self.state["bad"])
         if self.state["bad"] and log and main:
             log(
                 f"{len(self.state['bad'])} unreadable sample(s) skipped; listed in {run / 'bad_samples.json'}"
             )
             for b in self.state["bad"][:10]:
-                log(f"  {b['id']}: {b['reason']}")
+                where = f" ({b['split']})" if b.get("split") not in (None, self.cfg.data.train_split) else ""
+                log(f"  {b['id']}{where}: {b['reason']}")
+        skipped = self.state.get("skipped_steps", [])
+        if skipped and log and main:
+            log(
+                f"{len(skipped)} step(s) skipped for a non-finite loss or gradient (first: step {skipped[0]['step']})"
+            )
         summary = {
             "best_step": self.state["best_step"],
             "best_val_score": self.state["best_score"],
@@ -582,6 +670,7 @@ class Trainer:
             "n_parameters": prov["n_parameters"],
             "flops_per_clip": prov["flops_per_clip"],
             "val_metrics": self.state.get("best_val_metrics", {}),
+            "skipped_steps": skipped,
         }
         if main:
             write_json(run / "summary.json", summary)
@@ -611,21 +700,38 @@ class Trainer:
                         self.model.train(was_training)
         return None
 
-    def _record_bad(self, bad: list, n_samples: int) -> None:
-        known = {b["id"] for b in self.state["bad"]}
+    def _check_validation_readable(self) -> None:
+        """Stop before training when not one validation clip can be read (no checkpoint could be selected)."""
+        reasons = []
+        for i in range(len(self.val_set)):
+            sample = self.val_set[i]
+            if "bad" not in sample:
+                return
+            reasons.append(sample["bad"])
+        if reasons:
+            raise DataError(
+                f"split {self.cfg.data.val_split!r}: none of its {len(reasons)} samples can be read (first: "
+                f"{reasons[0]['path']}: {reasons[0]['reason']}); no checkpoint could be selected"
+            )
+
+    def _record_bad(self, bad: list, n_samples: int, split: str | None = None) -> None:
+        known = {(b["id"], b.get("split")) for b in self.state["bad"]}
+        split = split or self.cfg.data.train_split
         for b in bad:
-            if b["id"] not in known:
-                self.state["bad"].append({**b, "step": self.state["step"]})
+            if (b["id"], split) not in known:
+                self.state["bad"].append({**b, "split": split, "step": self.state["step"]})
         limit = self.cfg.data.max_bad_fraction
-        if len(self.state["bad"]) > max(1, limit * n_samples):
+        n_bad = sum(1 for b in self.state["bad"] if b["split"] == split)
+        if n_bad > max(1, limit * n_samples):
             write_json(self.run_dir / "bad_samples.json", self.state["bad"])
+            first = next(b for b in self.state["bad"] if b["split"] == split)
             raise TooManyBadSamples(
-                f"{len(self.state['bad'])} of {n_samples} training samples are unreadable (more than "
-                f"data.max_bad_fraction={limit}); first: {self.state['bad'][0]['path']}: {self.state['bad'][0]['reason']} "
+                f"{n_bad} of {n_samples} {split!r} samples are unreadable (more than "
+                f"data.max_bad_fraction={limit}); first: {first['path']}: {first['reason']} "
                 f"(all listed in {self.run_dir / 'bad_samples.json'})"
             )
 
-    def _validate(self, step: int, jsonl, tb, log) -> bool:
+    def _validate(self, step: int, metrics: runs.MetricsLog, log) -> bool:
         res = evaluate_model(
             self.model,
             self.val_set,
@@ -635,21 +741,23 @@ class Trainer:
             num_workers=self.cfg.data.num_workers,
             amp=self.amp,
             amp_dtype=self.amp_dtype,
+            split=self.cfg.data.val_split,
         )
         self.model.train()
-        metrics = res["metrics"]
-        score = validation_score(metrics, self.tasks)
-        jsonl.write(json.dumps({"step": step, "split": "val", "metrics": metrics, "score": score}) + "\n")
-        for task, ms in metrics.items():
+        self._record_bad(res["bad"], len(self.val_set), self.cfg.data.val_split)
+        scores = res["metrics"]
+        score = validation_score(scores, self.tasks)
+        metrics.record({"step": step, "split": "val", "metrics": scores, "score": score})
+        for task, ms in scores.items():
             for k, v in ms.items():
-                tb.add_scalar(f"val/{task}/{k}", v, step)
-        tb.add_scalar("val/score", score, step)
+                metrics.scalar(f"val/{task}/{k}", v, step)
+        metrics.scalar("val/score", score, step)
         if score > self.state["best_score"]:
             self.state.update(
-                best_score=score, best_step=step, best_val_metrics=metrics, evals_without_improvement=0
+                best_score=score, best_step=step, best_val_metrics=scores, evals_without_improvement=0
             )
             if self.dist.main:
-                self.save_best(metrics)
+                self.save_best(scores)
         else:
             self.state["evals_without_improvement"] += 1
         patience = self.cfg.train.early_stop_patience
@@ -658,6 +766,29 @@ class Trainer:
                 log(f"early stop at step {step}: no validation improvement in {patience} evaluations")
             return True
         return False
+
+
+def check_labels(
+    tasks: list[Task], train_set: ClipDataset, val_set: ClipDataset, data
+) -> dict[str, list[str]]:
+    """Stop when a primary task has no label in the training split (it would train at weight 0 and still
+    count in checkpoint selection) or none in the validation split; return, per classification task, the
+    classes with no training clip (present in other splits or in classes.json), for a warning."""
+    train_counts, val_counts = train_set.labelled_counts(), val_set.labelled_counts()
+    for t in tasks:
+        if t.role != "primary":
+            continue
+        for split, counts in ((data.train_split, train_counts), (data.val_split, val_counts)):
+            if counts.get(t.name, 0) == 0:
+                raise DataError(
+                    f"primary task {t.name!r}: no clip of split {split!r} has a label in column {t.column!r}; "
+                    "label some, or make the task role: auxiliary"
+                )
+    return {
+        t.name: [c for c, n in zip(t.classes, t.class_counts) if n == 0]
+        for t in tasks
+        if t.kind == "classification" and t.class_counts and 0 in t.class_counts
+    }
 
 
 def balanced_indices(labels: list[int], n: int, generator: torch.Generator) -> list[int]:
@@ -674,16 +805,6 @@ def balanced_indices(labels: list[int], n: int, generator: torch.Generator) -> l
     weights = torch.zeros(len(lab), dtype=torch.float64)
     weights[labelled] = 1.0 / counts[lab[labelled]].double()
     return torch.multinomial(weights, n, replacement=True, generator=generator).tolist()
-
-
-class _Discard:
-    """A stand-in for the TensorBoard writer on ranks that do not write."""
-
-    def add_scalar(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class _progress:
@@ -723,6 +844,7 @@ def train(
     resume: bool = False,
     manifest: Manifest | None = None,
     log: Callable[[str], None] | None = print,
+    allow_changes: Sequence[str] = (),
 ) -> TrainResult:
-    """Train `cfg` into `run_dir` (the Python API behind `mtlhar train`)."""
-    return Trainer(cfg, run_dir, manifest=manifest).fit(resume=resume, log=log)
+    """Train `cfg` into `run_dir` (the Python API behind `mtlhar train`); see `Trainer.fit`."""
+    return Trainer(cfg, run_dir, manifest=manifest).fit(resume=resume, log=log, allow_changes=allow_changes)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import checkpoint
 from .config import RunConfig
 from .data.dataset import ClipDataset, collate, resolve_tasks
 from .data.manifest import Manifest
@@ -167,12 +168,12 @@ def transfer(
         for split in [splits["train"], splits["val"], *test_splits]:
             cache = Path(cache_dir or out / "features") / f"{split}-{key}-{manifest.split_hash(split)}.pt"
             if cache.is_file():
-                feats[split] = torch.load(cache, weights_only=False)
+                feats[split] = checkpoint.load(cache, what="feature cache")
                 continue
             ds = _dataset(target, src, manifest, [ttask], split, train=False)
             feats[split] = extract_features(model, ds, tap=tap, batch_size=batch_size, device=device)
             cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(feats[split], cache)
+            checkpoint.save(feats[split], cache)
         result = _fit_probe(probe, ttask, feats, splits, test_splits, out, epochs=epochs, lr=lr or 3e-3,
                             batch_size=batch_size, hidden=hidden, dropout=dropout, seed=seed)  # fmt: skip
         after = model.encoder.state_dict()
@@ -240,7 +241,7 @@ def _fit_probe(probe, task, feats, splits, test_splits, out: Path, *, epochs, lr
                 },
                 out / f"predictions_{split}.npz",
             )
-    torch.save(
+    checkpoint.save(
         {"head": head.state_dict(), "mean": mean, "std": std, "task": task.to_dict()}, out / "probe.pt"
     )
     return {"metrics": metrics, "val_metrics": val_metrics, "best_epoch": best_epoch, "epochs": epochs,

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import load as load_file
 from ..errors import ConfigError, DataError
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -181,10 +182,7 @@ def load_state_dict_file(module: nn.Module, path: str | Path, drop_prefixes: tup
     path = Path(path)
     if not path.is_file():
         raise DataError(f"weights file not found: {path} (mtlhar downloads nothing: point to a local file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is the user's file problem
-        raise DataError(f"{path}: not a readable PyTorch state dict ({e})") from None
+    state = load_file(path, what="weights")  # weights_only: a file that would run code is refused
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}

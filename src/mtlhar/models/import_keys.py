@@ -36,9 +36,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
+from ..checkpoint import load as load_file
 from ..errors import ConfigError, DataError
 
 _MMACTION2 = [
@@ -124,10 +124,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"checkpoint not found: {path} (mtlhar downloads nothing: point to a local file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is the file's problem
-        raise DataError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    state = load_file(path, what="weights")  # weights_only: a file that would run code is refused
     return _unwrap(state, str(path))
 
 
