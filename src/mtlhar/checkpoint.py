@@ -73,7 +73,9 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu", what: st
                 f"loading it could run code ({detail}); mtlhar never writes such files: use a file you trust"
             ) from None
         why = next((ln for ln in lines if ln.startswith("Unsupported")), _first(e))
-        raise DataError(f"{path}: the {what} file is truncated or corrupt (not a torch file: {why})") from None
+        raise DataError(
+            f"{path}: the {what} file is truncated or corrupt (not a torch file: {why})"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError, IndexError) as e:
         raise DataError(
             f"{path}: the {what} file is truncated or corrupt ({_first(e)}); restore it or start again"
