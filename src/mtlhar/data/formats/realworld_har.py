@@ -101,15 +101,8 @@ def _discover(root: Path, sensors: tuple[str, ...], table: Table) -> Recordings:
             m = _ARCHIVE.match(entry.name)
             if m and (entry.is_dir() or entry.suffix.lower() == ".zip"):
                 sensor = _SENSORS.get(m.group("sensor").lower())
-                if (
-                    sensor not in sensors
-                ):  # not opened at all (GPS, light, sound... or a sensor not asked for)
-                    why = (
-                        f"sensor {m.group('sensor')!r} is not read"
-                        if sensor is None
-                        else "sensor not asked for"
-                    )
-                    table.exclude(entry, f"{why} (sensors={','.join(sensors)})")
+                if sensor not in sensors:  # left unopened: GPS, light, sound, or a sensor not asked for
+                    table.exclude(entry, _not_read(m.group("sensor"), sensor, sensors))
                     table.count("archives_not_read")
                     continue
             for display, name, session, opener in _walk(entry):
@@ -134,8 +127,7 @@ def _add(
         return
     sensor = _SENSORS.get(m.group("sensor").lower())
     if sensor not in sensors:
-        why = f"sensor {m.group('sensor')!r} is not read" if sensor is None else "sensor not asked for"
-        table.exclude(display, f"{why} (sensors={','.join(sensors)})")
+        table.exclude(display, _not_read(m.group("sensor"), sensor, sensors))
         table.count("files_not_read")
         return
     session = m.group("session") or session or "1"
@@ -146,6 +138,11 @@ def _add(
         table.count("files_duplicate")
         return
     got[sensor] = (display, opener)
+
+
+def _not_read(name: str, sensor: str | None, sensors: tuple[str, ...]) -> str:
+    why = f"sensor {name!r} is not read" if sensor is None else "sensor not asked for"
+    return f"{why} (sensors={','.join(sensors)})"
 
 
 def _walk(path: Path, session: str | None = None):
@@ -276,6 +273,7 @@ def read_realworld_har(
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"folder not found: {root}")
+    _nested_zip_bytes.cache_clear()  # never bytes of an earlier call (a zip rewritten since)
     found = make_table([], [], dataset="realworld_har")  # collects what discovery leaves out
     recs = _discover(root, tuple(sensors), found)
     if positions is not None:
@@ -292,10 +290,8 @@ def read_realworld_har(
     length = max(1, round(window * rate))
     step = max(1, round(length * (1 - overlap)))
     period = 1.0 / rate
-    table = make_table(
-        [], ["activity", "subject", "position", *attr_cols], dataset="realworld_har",
-        excluded=found.excluded, stats=found.stats,
-    )  # fmt: skip
+    columns = ["activity", "subject", "position", *attr_cols]
+    table = make_table([], columns, dataset="realworld_har", excluded=found.excluded, stats=found.stats)
     for key in sorted(recs, key=lambda k: tuple(natural_key(p) for p in k)):
         subject, activity, session, position = key
         files = recs[key]
