@@ -82,11 +82,14 @@ def test_unbalanced_quote_early_is_named_not_a_giant_split_name(tmp_path):
 
 def test_unbalanced_quote_in_a_big_file_is_named_not_a_field_limit_error(tmp_path):
     # over 128 KiB after the quote: the csv module's "field larger than field limit" becomes the quote's line
+    # (the limit is process-wide: scipy.io.arff, which pyts imports, raises it, and then the cell runs to EOF)
     text = with_line(manifest_text(5000), 4, 'c002,clips/c002.npy,train,s2,"a2')
     with pytest.raises(DataError) as e:
         Manifest.read(put(tmp_path / "manifest.csv", text))
     msg = one_line(e)
-    assert "line 4: a quoted cell opens here and is never closed (it is still open on line" in msg
+    assert "line 4: a quoted cell opens here and is never closed (it " in msg
+    if csv.field_size_limit() < len(text):
+        assert "(it is still open on line" in msg
 
 
 def test_rows_with_extra_or_missing_cells_name_their_physical_line(tmp_path):
