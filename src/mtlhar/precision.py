@@ -198,9 +198,8 @@ def check_reproducible(
 
 
 if __name__ == "__main__":  # python -m mtlhar.precision
-    print(
-        f"torch {torch.__version__}; native bfloat16: {cpu_has_native_bf16()}; threads {torch.get_num_threads()}"
-    )
+    native, threads = cpu_has_native_bf16(), torch.get_num_threads()
+    print(f"torch {torch.__version__}; native bfloat16: {native}; threads {threads}")
     print(choose_autocast("auto", "cpu").reason)
     for label, dt, on in (("bfloat16", torch.bfloat16, True), ("float32", torch.float32, False)):
         verdict = check_reproducible(dt, enabled=on)
