@@ -13,15 +13,37 @@ from mtlhar.errors import DataError
 from mtlhar.train import Trainer
 
 
+def assert_frames_match(cached: np.ndarray, decoded: np.ndarray, key: str) -> None:
+    """Every cached frame is its own decoded frame up to JPEG error, and nearer to it than to any other.
+
+    The square moves 2 pixels a frame, so consecutive frames differ in a few hundred values only: a clip
+    mean absolute error cannot tell a shifted or repeated frame from JPEG noise (on these clips JPEG q95
+    costs ~1.6-2.3 per value, a neighbouring frame ~3.5-4.9). Per frame, root mean square errors separate
+    them: ~6-7.5 to the frame's own decoded frame against >= 22 to a neighbour.
+    """
+    assert cached.shape == decoded.shape, key
+    c, d = cached.astype(np.float64), decoded.astype(np.float64)
+    # rmse[i, j]: cached frame i against decoded frame j
+    rmse = np.sqrt(((c[:, None] - d[None]) ** 2).mean(axis=(2, 3, 4)))
+    own = np.diag(rmse)
+    mae = np.abs(c - d).mean(axis=(1, 2, 3))
+    assert (mae < 3).all() and (own < 10).all(), (key, mae.round(2), own.round(2))  # JPEG q95, per frame
+    other = np.where(np.eye(len(c), dtype=bool), np.inf, rmse).min(axis=1)
+    assert (own < 0.5 * other).all(), (key, own.round(2), other.round(2))  # no shifted or repeated frame
+    assert (rmse.argmin(axis=1) == np.arange(len(c))).all(), key
+
+
 def test_cache_matches_decoded_frames_and_trains(squares, tmp_path):
     res = build_cache(squares, tmp_path / "cache", short_side=None, quality=95, workers=2)
     assert res["videos"] == len(Manifest.read(squares).rows) and not res["failed"]
     cache = FrameCache(tmp_path / "cache")
-    video = read_video(squares.parent / "videos" / "003.mp4")
-    assert cache.n_frames("videos/003.mp4") == len(video)
-    frames = cache.read("videos/003.mp4", [0, 5, 7])
-    assert frames.shape == (3, *video.shape[1:])
-    assert np.abs(frames.astype(int) - video[[0, 5, 7]].astype(int)).mean() < 3  # JPEG q95 is close
+    for key in ("videos/000.mp4", "videos/003.mp4", "videos/004.mp4", "videos/047.mp4"):
+        video = read_video(squares.parent / key)
+        assert cache.n_frames(key) == len(video)
+        every = cache.read(key, list(range(len(video))))
+        assert_frames_match(every, video, key)
+        frames = cache.read(key, [0, 5, 7])  # a subset reads the same frames
+        assert frames.shape == (3, *video.shape[1:]) and np.array_equal(frames, every[[0, 5, 7]])
     cfg = from_dict(RunConfig, square_config(squares, steps=3, eval_every=3))
     cfg.data.frame_cache = str(tmp_path / "cache")
     assert Trainer(cfg, tmp_path / "run").fit(log=None).steps == 3
