@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import inspect
 import math
 import re
 import tempfile
@@ -200,6 +201,42 @@ def test_fuzzed_config_values_load_or_raise_one_config_error_line_naming_the_key
         _assert_loads_or_names_the_key(lambda: load_config(path), keys)
 
 
+def _balancer_args(name: str) -> list[str]:
+    from mtlhar.balancing import BALANCERS
+
+    cls = BALANCERS[name][0]
+    found = {"weights"} if name == "static" else set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            params = inspect.signature(klass.__init__).parameters.values()
+            found |= {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+    return sorted(found)
+
+
+def _balancer() -> st.SearchStrategy:
+    from mtlhar.balancing import BALANCERS
+
+    def of(name):
+        keys = st.sampled_from(_balancer_args(name) or ["x"])
+        weights = st.dictionaries(
+            st.sampled_from(["fine", "coarse", "other"]) | mapping_keys, NUMBERS | values
+        )
+        return st.fixed_dictionaries(
+            {"name": st.just(name), "args": st.dictionaries(keys, NUMBERS | values | weights, max_size=3)}
+        )
+
+    return st.sampled_from(sorted(BALANCERS)).flatmap(of)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(_balancer())
+def test_fuzzed_balancer_arguments_load_or_raise_one_config_error_line(balancer):
+    """The balancer's own argument names with any values: loading never ends in another exception."""
+    data = copy.deepcopy(VALID)
+    data["balancer"] = balancer
+    _assert_loads_or_names_the_key(lambda: load_config(base=data), ["balancer.args", "balancer.name"])
+
+
 def test_every_numeric_field_of_every_section_has_a_range():
     from mtlhar.config import RANGES
 
@@ -217,7 +254,7 @@ BAD = [
     ("train.device", "bogus", "'cuda:N'"),
     ("data.max_bad_fraction", 2, r"\[0, 1\]"),
     ("train.warmup_steps", -3, ">= 0"),
-    ("train.threads", 0, ">= 1 or null"),
+    ("train.threads", 0, r"\[1, 2\*\*31\) or null"),
     ("tasks.0.dropout", 1.5, r"\[0, 1\)"),
 ]
 

@@ -137,9 +137,9 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     affinity_every: int = 0  # measure task affinity every N steps (0 = never)
-    max_nonfinite_steps: int = (
-        3  # steps in a row with a NaN/inf loss or gradient (each skipped) before a stop
-    )
+    # steps in a row with a NaN/inf loss or gradient (each skipped) before the run stops
+    max_nonfinite_steps: int = 3
+    sync_bn: bool = False  # under DDP: BatchNorm statistics over the global batch (SyncBatchNorm)
     sampler: Literal["random", "balanced"] = "random"  # data order of an epoch (balanced: by `balance_task`)
     balance_task: str | None = None  # the classification task whose classes `sampler: balanced` equalises
 
@@ -210,7 +210,7 @@ RANGES: dict[type, dict[str, str | Pattern]] = {
         "grad_clip": "> 0",
         "seed": "[0, 2**63)",
         "device": DEVICE,
-        "threads": ">= 1",
+        "threads": "[1, 2**31)",  # torch.set_num_threads takes a C int
         "affinity_every": ">= 0",
         "max_nonfinite_steps": ">= 1",
     },
@@ -515,9 +515,15 @@ def validate(cfg: RunConfig) -> None:
         if t.parent is not None and t.parent not in names:
             raise ConfigError(f"config key 'tasks.{i}.parent': {t.parent!r} is not a task; tasks are {names}")
     check_sampler(cfg)
-    from .balancing import build_balancer  # its arguments checked now, not when training starts
+    from .balancing import BALANCERS, build_balancer  # its arguments checked now, not when training starts
 
-    build_balancer(cfg.balancer.name, names, {t.name: t.weight for t in cfg.tasks}, cfg.balancer.args)
+    try:
+        build_balancer(cfg.balancer.name, names, {t.name: t.weight for t in cfg.tasks}, cfg.balancer.args)
+    except (TypeError, ValueError, ArithmeticError, RuntimeError) as e:  # a value its own checks missed
+        raise ConfigError(
+            f"config key 'balancer.args': got {_show(cfg.balancer.args)}, which {cfg.balancer.name!r} cannot "
+            f"take ({' '.join(str(e).split())}); {cfg.balancer.name}: {BALANCERS[cfg.balancer.name][1]}"
+        ) from None
     if not any(t.role == "primary" for t in cfg.tasks):
         raise ConfigError("config key 'tasks': at least one task must have role 'primary'")
     if cfg.data.manifest is None and cfg.data.synth is None:
