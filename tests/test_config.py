@@ -177,3 +177,18 @@ def test_overrides_leave_the_base_mapping_as_it_was():
     base = {"data": {"manifest": "m.csv"}, "tasks": [{"name": "fine"}], "train": {"lr": 0.1}}
     assert load_config(base=base, overrides=["train.lr=0.5", "tasks.0.weight=2"]).train.lr == 0.5
     assert base == {"data": {"manifest": "m.csv"}, "tasks": [{"name": "fine"}], "train": {"lr": 0.1}}
+
+
+def test_values_the_section_checks_do_not_foresee_are_config_errors():
+    """Mixed-type keys inside data.augment and balancer arguments of the wrong type: one ConfigError line."""
+    with pytest.raises(
+        ConfigError, match=r"^config key 'data\.augment': got \{'jitter'.*allowed keys: crop_scale"
+    ):
+        load_config(base={**BASE, "data": {"manifest": "m.csv", "augment": {"jitter": {1: 0.1, "a": 0.2}}}})
+    for args in ({"temperature": "x"}, {"period": None}):
+        with pytest.raises(
+            ConfigError, match=r"^config key 'balancer\.args': got .*'dwa' cannot take .*temperature"
+        ):
+            load_config(base={**BASE, "balancer": {"name": "dwa", "args": args}})
+    with pytest.raises(ConfigError, match=r"^config key 'balancer\.args': got \{'weights': 5\}"):
+        load_config(base={**BASE, "balancer": {"name": "static", "args": {"weights": 5}}})

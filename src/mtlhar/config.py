@@ -85,9 +85,15 @@ class DataConfig:
     test_crops: int = 1  # evaluation: spatial crops per window (3: along the long side, 5: centre + corners)
 
     def __post_init__(self) -> None:
-        from .data.transforms import check_augment  # beside the transforms it configures
+        from .data.transforms import AUGMENT_KEYS, check_augment  # beside the transforms it configures
 
-        check_augment(self.augment, "data.augment")
+        try:
+            check_augment(self.augment, "data.augment")
+        except (TypeError, ValueError) as e:  # a value its own checks missed ({jitter: {1: 0.1, a: 0.2}})
+            raise ConfigError(
+                f"config key 'data.augment': got {_show(self.augment)} ({' '.join(str(e).split())}); "
+                f"allowed keys: {', '.join(AUGMENT_KEYS)}"
+            ) from None
         if self.decoder is not None:
             from .data.video import BACKENDS
 
