@@ -153,8 +153,8 @@ def test_one_non_finite_step_is_skipped_and_the_run_goes_on(squares, tmp_path, m
     trainer = Trainer(cfg, tmp_path / "run")
     original = trainer.compute_losses
 
-    def poisoned(batch):
-        losses, present, cross, out = original(batch)
+    def poisoned(batch, *args):
+        losses, present, cross, out = original(batch, *args)
         if trainer.state["step"] == 2:  # one bad step: the loss of one task is NaN
             losses["colour"] = losses["colour"] * float("nan")
         return losses, present, cross, out

@@ -378,13 +378,6 @@ def test_accumulated_micro_batches_equal_one_big_batch(squares, tmp_path, balanc
     assert moved > 1e-3  # the step did move the parameters
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train.py Trainer.backward_step divides each micro-batch's loss (a mean over that micro-batch's "
-    "labelled clips) by `accumulate`, so with missing labels accumulation weights the clips of a sparsely "
-    "labelled micro-batch more than one batch of the same clips does (DDP normalises by the global labelled "
-    "count instead)",
-)
 def test_accumulation_with_missing_labels_equals_one_big_batch(squares, tmp_path):
     # `direction` is unlabelled on every 5th clip. With seed 2 the first two micro-batches of 4 hold 2 and 4
     # labelled clips: per-micro-batch means averaged give each clip of the first 1/4 (not 1/6) of the loss.

@@ -426,6 +426,10 @@ class CaptionKind:
         "beam": 1,  # 1 = greedy decoding
     }
 
+    def label_count(self, task, target: Tensor, mask: Tensor) -> Tensor:
+        """The number of real tokens (what the loss divides by)."""
+        return torch.broadcast_to(mask, target.shape).sum()
+
     def check_args(self, args: dict, where: str) -> None:
         if args["decoder"] not in DECODERS:
             raise ConfigError(

@@ -247,6 +247,10 @@ def _run(args) -> int:
         if args.allow_changes and not args.resume:
             raise ConfigError("--allow-change is only used with --resume")
         res = train(cfg, out, resume=args.resume, allow_changes=args.allow_changes)
+        from .distributed import launched
+
+        if not launched().main:  # under torchrun, rank 0 alone reports
+            return 0
         print(
             f"run {res.run_dir}: {res.steps} steps in {res.wall_time_s:.0f}s; best step {res.best_step}, "
             f"validation score {res.best_score:.4f}"

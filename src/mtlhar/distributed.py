@@ -53,6 +53,32 @@ def active() -> bool:
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if active():
-        t = t.clone()
+        t = t.clone().to(_device())
         dist.all_reduce(t)
     return t
+
+
+def broadcast_flag(flag: bool) -> bool:
+    """Rank 0's value of `flag` on every rank (a decision all ranks must take together)."""
+    if not active():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=_device())
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def all_gather_objects(obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...] (tensors moved to the CPU first)."""
+    if not active():
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _device() -> torch.device:
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )

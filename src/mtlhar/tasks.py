@@ -113,6 +113,11 @@ class TaskKind:
     def loss(self, task: Task, output: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def label_count(self, task: Task, target: Tensor, mask: Tensor) -> Tensor:
+        """The count `loss` divides its sum by, from the targets alone (the mask broadcast to the target's
+        shape): it weights the micro-batches of an accumulated step."""
+        return torch.broadcast_to(mask, target.shape).sum()
+
     def compute_metrics(self, task: Task, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         raise NotImplementedError
 

@@ -31,6 +31,7 @@ from .data.manifest import Manifest
 from .errors import ConfigError, DataError, Diverged, TooManyBadSamples
 from .evaluate import evaluate_model, validation_score
 from .models import MultiTaskModel, build_encoder
+from .precision import choose_autocast
 from .tasks import Task, fit_class_counts
 
 
@@ -111,16 +112,6 @@ def make_dataset(
         test_clips=d.test_clips if multi and not train else 1,
         test_crops=d.test_crops if multi and not train else 1,
     )
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where `amp: auto` autocasts:
-    measured ~2x faster training steps for the demo's small3d on a 2-core AVX512-BF16 machine. Elsewhere
-    bfloat16 is emulated and slower, so `auto` stays in float32."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # an older torch without the probes
-        return False
 
 
 def lr_factor(cfg: RunConfig, step: int) -> float:
@@ -213,8 +204,14 @@ class Trainer:
         self._fit_sequence_normalisation()
         self.forward = self.model
         if self.dist.world > 1:  # every head is always in the graph, so no unused-parameter search is needed
+            if t.sync_bn:  # BatchNorm statistics over the global batch, as one process would see it
+                from .models.sync_bn import convert_sync_batchnorm
+
+                self.model = convert_sync_batchnorm(self.model, self.device)
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            if self.dist.rank > 0:  # the same weights everywhere (DDP broadcasts them), other dropout draws
+                torch.manual_seed(t.seed + 1_000_003 * self.dist.rank)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt_params = params
         if t.optimizer == "adamw":
@@ -230,11 +227,9 @@ class Trainer:
         if self.balancer.parameters():  # learnable task weights (e.g. uncertainty): no weight decay
             self.opt.add_param_group({"params": self.balancer.parameters(), "weight_decay": 0.0})
         self.cross_terms = self._build_cross_terms()
-        use_cuda = self.device.type == "cuda"
-        self.amp = (t.amp == "on") or (t.amp == "auto" and (use_cuda or cpu_has_native_bf16()))
-        self.amp_dtype = (
-            torch.bfloat16 if (use_cuda and torch.cuda.is_bf16_supported()) or not use_cuda else torch.float16
-        )
+        # amp: auto stays in float32 on CPU, where bfloat16 is not bitwise reproducible (mtlhar.precision)
+        self.precision = choose_autocast(t.amp, self.device)
+        self.amp, self.amp_dtype, self.amp_reason = self.precision
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.state = {
             "step": 0,
@@ -350,8 +345,14 @@ class Trainer:
             "mask": {k: v.to(dev, non_blocking=nb) for k, v in batch["mask"].items()},
         }
 
-    def compute_losses(self, batch: dict):
-        """Per-task masked mean losses, presence flags, and the cross-task terms."""
+    def compute_losses(self, batch: dict, step_counts: list[float] | None = None):
+        """Per-task masked mean losses, presence flags, and the cross-task terms.
+
+        `step_counts`: every task's labelled count over all micro-batches of the optimiser step (and all
+        ranks). Each micro-batch's loss is then its labelled sum over that count, times `accumulate`, so
+        that the trainer's division by `accumulate` gives the mean over the whole step's labels, as one
+        large batch would, when micro-batches hold different numbers of labels.
+        """
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             out = self.forward(batch["inputs"], batch["targets"], mode="train")
         totals, counts = {}, []
@@ -360,12 +361,17 @@ class Trainer:
                 t, out.heads[t.name].output, batch["targets"][t.name], batch["mask"][t.name]
             )
             counts.append(count.detach().float())
-        # one all-reduce for every task's labelled count: means over all ranks' labelled samples, and a task
-        # labelled on any rank counts as present everywhere (DDP's gradient average then gives the right mean)
-        global_counts = distributed.all_reduce_sum(torch.stack(counts)).tolist()
+        scale = float(self.dist.world)
+        if step_counts is None:
+            # one all-reduce for every task's labelled count: means over all ranks' labelled samples, and a
+            # task labelled on any rank counts as present everywhere (DDP's gradient average then gives the
+            # right mean)
+            step_counts = distributed.all_reduce_sum(torch.stack(counts)).tolist()
+        else:
+            scale *= self.cfg.train.accumulate
         losses, present = {}, {}
-        for t, n in zip(self.tasks, global_counts):
-            losses[t.name] = totals[t.name] * (self.dist.world / max(n, 1.0))
+        for t, n in zip(self.tasks, step_counts):
+            losses[t.name] = totals[t.name] * (scale / max(n, 1.0))
             present[t.name] = n > 0
         cross = {
             term.name: term(out.heads, batch, {t.name: t for t in self.tasks}) * term.weight
@@ -373,14 +379,14 @@ class Trainer:
         }
         return losses, present, cross, out
 
-    def backward_step(self, batch: dict, step: int):
+    def backward_step(self, batch: dict, step: int, step_counts: list[float] | None = None):
         """Forward, per-task losses, and the backward pass of one micro-batch as the balancer decides.
 
         Loss-level balancers return one weighted sum (one backward). Gradient balancers
         (`balancer.needs_gradients`) run their own backward from the task losses, the shared tensor
         (`model.shared_tap(out)`) and the shared parameters; cross-task terms are added as plain losses.
         """
-        losses, present, cross, out = self.compute_losses(batch)
+        losses, present, cross, out = self.compute_losses(batch, step_counts)
         scale = self.cfg.train.accumulate
         if getattr(self.balancer, "needs_gradients", False):
             weights = self.balancer.backward(
@@ -409,15 +415,18 @@ class Trainer:
             "balancer": self.balancer.state_dict(),
             "state": dict(self.state),
             "rng": checkpoint.rng_state(),
+            "rng_ranks": distributed.all_gather_objects(checkpoint.rng_state())
+            if self.dist.world > 1
+            else None,
             "tasks": [t.to_dict() for t in self.tasks],
             "config": to_dict(self.cfg),
         }
 
     def _save(self, obj: dict, path: Path) -> None:
         """Write a checkpoint, never one whose weights hold a NaN or an infinite value."""
-        bad = checkpoint.first_nonfinite(obj["model"]) or checkpoint.first_nonfinite(
-            {f"balancer.{k}": v for k, v in self.balancer.state_dict().items()}
-        )
+        # the model's tensors and learnable task weights (balancer statistics may hold NaN as "not yet")
+        learnt = {f"balancer parameter {i}": p.detach() for i, p in enumerate(self.balancer.parameters())}
+        bad = checkpoint.first_nonfinite(obj["model"]) or checkpoint.first_nonfinite(learnt)
         if bad is not None:
             raise Diverged(
                 f"step {self.state['step']}: parameter {bad!r} is NaN or infinite; no checkpoint written "
@@ -442,11 +451,20 @@ class Trainer:
         self.scaler.load_state_dict(ck["scaler"])
         self.balancer.load_state_dict(ck["balancer"])
         self.state = dict(ck["state"])
-        checkpoint.set_rng_state(ck["rng"])
+        ranks = ck.get("rng_ranks")
+        checkpoint.set_rng_state(
+            ranks[self.dist.rank] if ranks and len(ranks) == self.dist.world else ck["rng"]
+        )
         if diff and log:
             log(f"resuming with changed config: {', '.join(f'{k}={v[1]!r}' for k, v in diff.items())}")
         self.resume_changes = {k: [v[0], v[1]] for k, v in diff.items()}
         return int(self.state["step"])
+
+    def _save_last(self) -> None:
+        """`last.pt` (every rank takes part: the random states of all ranks go into it; rank 0 writes)."""
+        state = self._checkpoint_state()
+        if self.dist.main:
+            self._save(state, self.run_dir / "checkpoints" / "last.pt")
 
     def save_best(self, metrics: dict) -> None:
         self._save(
@@ -475,6 +493,8 @@ class Trainer:
         resume_step = self._open(resume, allow_changes, log)
         main = self.dist.main  # under DDP only rank 0 writes files
         prov = self._write_records(resume_step)
+        if log is not None and main and self.precision.should_log:
+            log(self.amp_reason)
         metrics = runs.MetricsLog(self.run_dir, write=main, resume_step=resume_step)
         if resume_step is not None and self.resume_changes:
             metrics.record({"step": resume_step, "split": "resume", "changed": self.resume_changes})
@@ -495,9 +515,9 @@ class Trainer:
                     self._affinity(metrics, step, batch)
                 if (step % t.eval_every == 0 or step == t.steps) and self._validate(step, metrics, log):
                     break
-                if (step % t.checkpoint_every == 0 or step == t.steps) and main:
+                if step % t.checkpoint_every == 0 or step == t.steps:
                     metrics.flush()
-                    self._save(self._checkpoint_state(), self.run_dir / "checkpoints" / "last.pt")
+                    self._save_last()
                 if on_step is not None:
                     on_step(step)
         finally:
@@ -534,7 +554,8 @@ class Trainer:
                 "n_parameters": sum(p.numel() for p in self.model.parameters()),
                 "flops_per_clip": self._flops_per_clip(),
                 "flops_method": provenance.FLOPS_METHOD,
-                "amp": str(self.amp_dtype).removeprefix("torch.") if self.amp else "off",
+                "amp": self.precision.name,
+                "amp_reason": self.amp_reason,
             },
         )
         prov["world_size"] = self.dist.world
@@ -558,18 +579,21 @@ class Trainer:
         weights: dict = {}
         last = None
         seen = 0
-        for _ in range(t.accumulate):
-            batch = decode_batch_on(next(batches), self.device)  # data.jpeg_decode: device
+        micro = [
+            decode_batch_on(next(batches), self.device) for _ in range(t.accumulate)
+        ]  # jpeg_decode: device
+        counts = self._step_counts(micro) if t.accumulate > 1 else None
+        for batch in micro:
             self._record_bad(batch["meta"]["bad"], len(self.train_set))
             if batch["size"] == 0:
                 continue
             batch = self._to_device(batch)
-            losses, present, cross, weights = self.backward_step(batch, step)
+            losses, present, cross, weights = self.backward_step(batch, step, counts)
             seen += batch["size"]
             for k, v in {**losses, **cross}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / t.accumulate
             last = batch
-        self.state["samples_seen"] += int(distributed.all_reduce_sum(torch.tensor([float(seen)]))[0])
+        sums = self._global_means(sums, seen)
         fault = self._nonfinite(sums)
         if fault is None or self.scaler.is_enabled():  # a GradScaler skips non-finite gradients itself
             if t.grad_clip:
@@ -580,6 +604,29 @@ class Trainer:
         self._count_nonfinite(fault, step)
         self.state["step"] = step + 1
         return sums, weights, last
+
+    def _step_counts(self, micro: list[dict]) -> list[float]:
+        """Every task's labelled count over the micro-batches of one step, summed over ranks (the count its
+        kind's loss divides by)."""
+        counts = torch.zeros(len(self.tasks), dtype=torch.float64)
+        for batch in micro:
+            if batch["size"]:
+                for i, t in enumerate(self.tasks):
+                    counts[i] += float(t.spec.label_count(t, batch["targets"][t.name], batch["mask"][t.name]))
+        return distributed.all_reduce_sum(counts).tolist()
+
+    def _global_means(self, sums: dict[str, float], seen: int) -> dict[str, float]:
+        """Count the samples of every rank, and log each loss as the mean over ranks (each rank's value is
+        already its share of the global mean, scaled by the world size)."""
+        if self.dist.world == 1:
+            self.state["samples_seen"] += seen
+            return sums
+        names = sorted(sums)
+        both = distributed.all_reduce_sum(
+            torch.tensor([float(seen)] + [sums[k] for k in names], dtype=torch.float64)
+        )
+        self.state["samples_seen"] += int(both[0])
+        return {k: float(v) / self.dist.world for k, v in zip(names, both[1:].tolist())}
 
     def _nonfinite(self, sums: dict[str, float]) -> str | None:
         """What is not finite in this step (a task's loss, else a parameter's gradient), or None."""
@@ -645,8 +692,8 @@ class Trainer:
 
     def _finish(self, prov: dict, log) -> TrainResult:
         run, main = self.run_dir, self.dist.main
+        self._save_last()
         if main:
-            self._save(self._checkpoint_state(), run / "checkpoints" / "last.pt")
             write_json(run / "bad_samples.json", self.state["bad"])
         if self.state["bad"] and log and main:
             log(
@@ -761,11 +808,11 @@ class Trainer:
         else:
             self.state["evals_without_improvement"] += 1
         patience = self.cfg.train.early_stop_patience
-        if patience is not None and self.state["evals_without_improvement"] >= patience:
-            if log:
-                log(f"early stop at step {step}: no validation improvement in {patience} evaluations")
-            return True
-        return False
+        stop = patience is not None and self.state["evals_without_improvement"] >= patience
+        stop = distributed.broadcast_flag(stop)  # rank 0 decides (ranks' BatchNorm statistics may differ)
+        if stop and log and self.dist.main:
+            log(f"early stop at step {step}: no validation improvement in {patience} evaluations")
+        return stop
 
 
 def check_labels(
@@ -774,7 +821,11 @@ def check_labels(
     """Stop when a primary task has no label in the training split (it would train at weight 0 and still
     count in checkpoint selection) or none in the validation split; return, per classification task, the
     classes with no training clip (present in other splits or in classes.json), for a warning."""
-    train_counts, val_counts = train_set.labelled_counts(), val_set.labelled_counts()
+
+    def labelled(ds: ClipDataset) -> dict[str, int]:  # a clip with any label element (a caption's tokens)
+        return {t.name: sum(bool(lab[t.name][1].any()) for lab in ds.labels) for t in tasks}
+
+    train_counts, val_counts = labelled(train_set), labelled(val_set)
     for t in tasks:
         if t.role != "primary":
             continue

@@ -12,6 +12,7 @@ Aliases for the config live in `ENCODERS` below (one table, in the file that def
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -44,11 +45,24 @@ def _map_taps(maps: dict[str, Tensor], spatial: str = "mean") -> dict[str, Tenso
     return {**maps, "frames": frames, "pooled": frames.mean(dim=1)}
 
 
-def _conv_bn(cin: int, cout: int, kernel, stride) -> nn.Sequential:
+NORMS = ("batch", "group", "none")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    """BatchNorm (default), GroupNorm (no batch coupling: small or split batches, DDP without sync_bn)
+    or nothing."""
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(channels, 8), channels)
+    return nn.Identity()
+
+
+def _conv_bn(cin: int, cout: int, kernel, stride, norm: str = "batch") -> nn.Sequential:
     pad = tuple(k // 2 for k in kernel)
     return nn.Sequential(
-        nn.Conv3d(cin, cout, kernel, stride=stride, padding=pad, bias=False),
-        nn.BatchNorm3d(cout),
+        nn.Conv3d(cin, cout, kernel, stride=stride, padding=pad, bias=norm == "none"),
+        _norm(norm, cout),
         nn.ReLU(inplace=True),
     )
 
@@ -70,19 +84,22 @@ class Small3DCNN(nn.Module):
         in_channels: int = 3,
         spatial_pool: str = "mean",
         rgb_diff: bool = False,
+        norm: str = "batch",
     ):
         super().__init__()
         if spatial_pool not in ("mean", "max"):
             raise ValueError(f"spatial_pool must be 'mean' or 'max', got {spatial_pool!r}")
+        if norm not in NORMS:
+            raise ConfigError(f"model.encoder_args.norm: got {norm!r}, allowed values are {', '.join(NORMS)}")
         self.stream, self.spatial_pool, self.rgb_diff = stream, spatial_pool, bool(rgb_diff)
         w = [width, width * 2, width * 4, width * 6]
         self.normalize = Normalize()
         self.stages = nn.ModuleList(
             [
-                _conv_bn(in_channels * (2 if rgb_diff else 1), w[0], (3, 5, 5), (1, 2, 2)),
-                _conv_bn(w[0], w[1], (3, 3, 3), (1, 2, 2)),
-                _conv_bn(w[1], w[2], (3, 3, 3), (2, 2, 2)),
-                _conv_bn(w[2], w[3], (3, 3, 3), (1, 2, 2)),
+                _conv_bn(in_channels * (2 if rgb_diff else 1), w[0], (3, 5, 5), (1, 2, 2), norm),
+                _conv_bn(w[0], w[1], (3, 3, 3), (1, 2, 2), norm),
+                _conv_bn(w[1], w[2], (3, 3, 3), (2, 2, 2), norm),
+                _conv_bn(w[2], w[3], (3, 3, 3), (1, 2, 2), norm),
             ]
         )
         self.taps = {f"stage{i + 1}": (c, "map") for i, c in enumerate(w)}
