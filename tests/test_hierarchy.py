@@ -50,7 +50,7 @@ def test_mapping_must_cover_every_fine_class_with_a_known_coarse_class():
 def test_hierarchy_csv_and_manifest_conflicts_name_the_class(tmp_path):
     p = tmp_path / "h.csv"
     p.write_text("fine,coarse\na1,A\na2,A\na1,B\n")
-    with pytest.raises(DataError, match=r"row 4: fine class 'a1' maps to 'B' here but to 'A'"):
+    with pytest.raises(DataError, match=r"line 4: fine class 'a1' maps to 'B' here but to 'A'"):
         read_hierarchy_csv(p, "fine", "coarse")
     m = _manifest(tmp_path, [("a1", "A"), ("a1", "B")])
     fine, coarse = _tasks()

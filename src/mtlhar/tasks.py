@@ -424,27 +424,26 @@ def hierarchy_index(fine: Task, coarse: Task, mapping: dict[str, str], where: st
 
 def read_hierarchy_csv(path, fine_col: str, coarse_col: str) -> dict[str, str]:
     """Read a mapping CSV with (at least) columns `fine_col` and `coarse_col` (e.g. `fine,coarse`)."""
-    import csv
     from pathlib import Path
+
+    from .data.formats.table import read_csv  # the package's one checked CSV reader
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"hierarchy mapping file not found: {path}")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        cols = list(reader.fieldnames or [])
-        if fine_col not in cols or coarse_col not in cols:
-            raise DataError(f"{path}: needs columns '{fine_col}' and '{coarse_col}'; it has {cols}")
-        mapping: dict[str, str] = {}
-        for i, row in enumerate(reader):
-            f_, c_ = (row[fine_col] or "").strip(), (row[coarse_col] or "").strip()
-            if not f_:
-                continue
-            if mapping.setdefault(f_, c_) != c_:
-                raise DataError(
-                    f"{path}: row {i + 2}: fine class {f_!r} maps to {c_!r} here but to {mapping[f_]!r} on an "
-                    "earlier row (a fine class must have exactly one coarse class)"
-                )
+    table = read_csv(path)
+    if fine_col not in table.columns or coarse_col not in table.columns:
+        raise DataError(f"{path}: needs columns '{fine_col}' and '{coarse_col}'; it has {table.columns}")
+    mapping: dict[str, str] = {}
+    for line, row in table.dicts():
+        f_, c_ = row[fine_col], row[coarse_col]
+        if not f_:
+            continue
+        if mapping.setdefault(f_, c_) != c_:
+            raise DataError(
+                f"{path}: line {line}: fine class {f_!r} maps to {c_!r} here but to {mapping[f_]!r} on an "
+                "earlier row (a fine class must have exactly one coarse class)"
+            )
     return mapping
 
 

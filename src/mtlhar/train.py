@@ -52,6 +52,15 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+    if name.startswith("cuda:") and int(name.split(":")[1]) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"train.device: {name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s) "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+        )
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(
+            "train.device: 'mps' requested but Apple's MPS is not available; use 'cpu' or 'auto'"
+        )
     return torch.device(name)
 
 
@@ -60,7 +69,10 @@ def prepare_data(cfg: RunConfig) -> Manifest:
     if cfg.data.synth is not None and cfg.data.manifest is None:
         from .data.synth_cache import ensure_synth
 
-        cfg.data.manifest = str(ensure_synth(**cfg.data.synth))
+        try:
+            cfg.data.manifest = str(ensure_synth(**cfg.data.synth))
+        except ValueError as e:  # the generator's own checks of its settings
+            raise ConfigError(f"config key 'data.synth': {e}") from None
     return Manifest.read(cfg.data.manifest, cfg.data.root)
 
 
