@@ -443,6 +443,16 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def merge_dicts(a: dict, b: dict) -> dict:
+    """A deep copy of `a` with `b` merged into it: nested mappings merge, every other value of `b` replaces
+    `a`'s (how a study's variants and quick settings extend its base config)."""
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        nested = isinstance(v, dict) and isinstance(out.get(k), dict)
+        out[k] = merge_dicts(out[k], v) if nested else copy.deepcopy(v)
+    return out
+
+
 def _parse_scalar(text: str) -> Any:
     return yaml.safe_load(text) if text != "" else ""
 

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .config import RunConfig
+from .config import RunConfig, merge_dicts
 from .data.dataset import ClipDataset, collate, resolve_tasks
 from .data.manifest import Manifest
 from .errors import ConfigError, DataError
@@ -442,9 +442,7 @@ def study_transfer(spec, plan, out: Path, manifest_path: str, *, quick: bool, lo
 
 
 def _merge_quick(spec) -> dict:
-    from .study import _merge
-
-    return _merge(spec.base, spec.quick)
+    return merge_dicts(spec.base, spec.quick)
 
 
 def transfer_question(entries: list[dict], paper: dict | None = None) -> dict[str, Any]:
