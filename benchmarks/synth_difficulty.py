@@ -120,8 +120,9 @@ def steps_for(manifest: Path, frames: int, minutes: float) -> tuple[int, float]:
     """Steps that fill `minutes`: the budget less the one-time decoding of the training clips (measured on
     24 clips; later epochs read the in-memory cache), divided by the time of one training step of the
     model on a batch of this shape (measured over 5 steps after 2 warm-up steps)."""
+    from mtlhar.build import build_model, make_dataset
+    from mtlhar.data.dataset import resolve_tasks
     from mtlhar.data.manifest import Manifest
-    from mtlhar.train import build_model, make_dataset, resolve_tasks
 
     cfg = config(manifest, frames=frames, steps=1)
     m = Manifest.read(str(manifest))

@@ -84,14 +84,14 @@ def test_tuning_grid_trains_every_point_and_keeps_the_best_on_validation(squares
     from mtlhar.errors import ConfigError
 
     d = _spec_dict(squares36)
-    d["tune"] = {"train.lr": [0.0, 0.01]}  # lr 0 cannot learn: its validation score is the initial one
+    d["tune"] = {"train.lr": [1e-9, 0.01]}  # lr 1e-9 cannot learn: its validation score stays the initial one
     lines = []
     res = run_study(StudySpec(**d), tmp_path / "tuned", log=lines.append)
     runs_dir = tmp_path / "tuned" / "runs"
     assert len(list(runs_dir.iterdir())) == 8  # 2 groups x 2 seeds x 2 points
     assert "x 2 tuning points" in lines[0] and any(line.startswith("tuning: selected") for line in lines)
     tuning = res["tuning"]
-    assert tuning["grid"] == [{"train.lr": 0.0}, {"train.lr": 0.01}]
+    assert tuning["grid"] == [{"train.lr": 1e-9}, {"train.lr": 0.01}]
     for g in tuning["groups"]:
         assert (
             g["selected"] == int(np.argmax(g["val_scores"])) and g["values"] == tuning["grid"][g["selected"]]

@@ -122,7 +122,7 @@ def test_inconsistent_hierarchy_is_reported(squares, tmp_path):
     manifest = _copy_dataset(squares, tmp_path)
     cfg = square_config(manifest)
     cfg["cross_terms"] = [{"kind": "hierarchy_consistency", "fine": "colour", "coarse": "direction"}]
-    with pytest.raises(ConfigError, match="label hierarchy is not consistent"):
+    with pytest.raises(DataError, match="label hierarchy is not consistent"):
         Trainer(from_dict(RunConfig, cfg), tmp_path / "run")
 
 

@@ -237,7 +237,7 @@ def load_predictions(path: Path) -> dict:
 
 def load_run(run_dir: str | Path, *, device: torch.device | None = None, checkpoint: str = "best"):
     """Load a trained run: (model, tasks, config). `checkpoint` is 'best' (default) or 'last'."""
-    from .train import build_model
+    from .build import build_model
 
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
@@ -273,7 +273,7 @@ def evaluate_run(
 
     With another dataset, tasks are matched by name and must use the same label spaces (class names).
     """
-    from .train import make_dataset, prepare_data
+    from .build import make_dataset, prepare_data
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, tasks, cfg = load_run(run_dir, device=device)

@@ -67,9 +67,9 @@ def representation_quality(
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    from .build import make_dataset
     from .data.dataset import resolve_tasks
     from .evaluate import load_run
-    from .train import make_dataset
 
     device = torch.device("cpu")
     model, _, cfg = load_run(run_dir, device=device)

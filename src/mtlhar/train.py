@@ -13,133 +13,51 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from . import checkpoint, distributed, provenance, runs
-from .balancing import build_balancer
+from .build import (
+    build_balancer,
+    build_cross_terms,
+    build_model,
+    build_optimizer,
+    lr_factor,
+    make_dataset,
+    pick_device,
+    prepare_data,
+    seed_everything,
+)
 from .config import RunConfig, check_sampler, dump_yaml, to_dict
 from .data.dataset import ClipDataset, collate, decode_batch_on, resolve_tasks
 from .data.manifest import Manifest
 from .errors import ConfigError, DataError, Diverged, TooManyBadSamples
 from .evaluate import evaluate_model, validation_score
-from .models import MultiTaskModel, build_encoder
 from .precision import choose_autocast
 from .tasks import Task, fit_class_counts
+
+# the construction functions used to live here; they are importable from here as before
+__all__ = [
+    "Trainer",
+    "TrainResult",
+    "balanced_indices",
+    "build_model",
+    "lr_factor",
+    "make_dataset",
+    "prepare_data",
+    "train",
+]
 
 
 def write_json(path: Path, data) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, path)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} requested but CUDA is not available; use 'cpu' or 'auto'")
-    if name.startswith("cuda:") and int(name.split(":")[1]) >= torch.cuda.device_count():
-        raise ConfigError(
-            f"train.device: {name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s) "
-            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
-        )
-    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ConfigError(
-            "train.device: 'mps' requested but Apple's MPS is not available; use 'cpu' or 'auto'"
-        )
-    return torch.device(name)
-
-
-def prepare_data(cfg: RunConfig) -> Manifest:
-    """The manifest named by the config, generating the synthetic world first when `data.synth` is set."""
-    if cfg.data.synth is not None and cfg.data.manifest is None:
-        from .data.synth_cache import ensure_synth
-
-        try:
-            cfg.data.manifest = str(ensure_synth(**cfg.data.synth))
-        except ValueError as e:  # the generator's own checks of its settings
-            raise ConfigError(f"config key 'data.synth': {e}") from None
-    return Manifest.read(cfg.data.manifest, cfg.data.root)
-
-
-def build_model(cfg: RunConfig, tasks: list[Task]) -> MultiTaskModel:
-    kwargs = dict(cfg.model.encoder_args)
-    if cfg.model.weights is not None:
-        kwargs["weights"] = cfg.model.weights
-    if cfg.model.encoder in ("small3d", "r3d_18", "r2plus1d_18", "mc3_18", "sequence", "two_channel"):
-        kwargs.setdefault("stream", cfg.data.stream)
-    return MultiTaskModel(build_encoder(cfg.model.encoder, **kwargs), tasks)
-
-
-def make_dataset(
-    cfg: RunConfig,
-    manifest: Manifest,
-    tasks,
-    split: str,
-    *,
-    train: bool,
-    seed: int | None = None,
-    cache: bool | None = None,
-    views: bool | None = None,
-) -> ClipDataset:
-    """The dataset of one split as the run's data config describes it (`seed`/`cache` override it).
-
-    Training sets get `data.augment`. Evaluation sets are read as `data.test_clips` x `data.test_crops`
-    views when `views` is true; by default every split but the validation split (validation during
-    training stays one view per clip, so it costs no more than before).
-    """
-    d = cfg.data
-    multi = (split != d.val_split) if views is None else views
-    return ClipDataset(
-        manifest,
-        tasks,
-        split=split,
-        stream=d.stream,
-        frames=d.frames,
-        size=d.size,
-        sampler=d.sampler,
-        stride=d.stride,
-        train=train,
-        seed=cfg.train.seed if seed is None else seed,
-        cache=(d.cache and d.frame_cache is None) if cache is None else cache,
-        frame_cache=d.frame_cache,
-        short_side=d.short_side,
-        decoder=d.decoder,
-        decode_on_device=d.jpeg_decode == "device" and train,
-        augment=d.augment if train else None,
-        test_clips=d.test_clips if multi and not train else 1,
-        test_crops=d.test_crops if multi and not train else 1,
-    )
-
-
-def lr_factor(cfg: RunConfig, step: int) -> float:
-    t = cfg.train
-    if t.warmup_steps and step < t.warmup_steps:
-        return (step + 1) / t.warmup_steps
-    if t.schedule == "cosine":
-        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    if t.schedule == "wsd":  # warmup, stable (constant), then a cosine decay over the last fraction
-        decay = max(1, round(t.decay_fraction * t.steps))
-        progress = (step - (t.steps - decay)) / decay
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
-    if t.schedule == "step":
-        return t.step_gamma ** sum(step >= m for m in t.step_milestones)
-    return 1.0
 
 
 @dataclass
@@ -180,6 +98,35 @@ class Trainer:
             )
         self.manifest = manifest or prepare_data(cfg)
         self.tasks = resolve_tasks(cfg.tasks, self.manifest)
+        self._setup_data()
+        seed_everything(t.seed)
+        self._setup_model()
+        self.opt_params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = build_optimizer(cfg, self.opt_params)
+        self.balancer = build_balancer(cfg, self.tasks, self.device)
+        if self.balancer.parameters():  # learnable task weights (e.g. uncertainty): no weight decay
+            self.opt.add_param_group({"params": self.balancer.parameters(), "weight_decay": 0.0})
+        self.cross_terms = build_cross_terms(cfg.cross_terms, self.tasks, self.manifest)
+        # amp: auto stays in float32 on CPU, where bfloat16 is not bitwise reproducible (mtlhar.precision)
+        self.precision = choose_autocast(t.amp, self.device)
+        self.amp, self.amp_dtype, self.amp_reason = self.precision
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.state = {
+            "step": 0,
+            "epoch": 0,
+            "batch_in_epoch": 0,
+            "best_score": -math.inf,
+            "best_step": -1,
+            "evals_without_improvement": 0,
+            "bad": [],
+            "samples_seen": 0,
+            "wall_time_s": 0.0,
+        }
+
+    def _setup_data(self) -> None:
+        """The training and validation sets, the training split's class counts, the label checks and the
+        balanced sampler's labels."""
+        cfg, t = self.cfg, self.cfg.train
         self.train_set = make_dataset(cfg, self.manifest, self.tasks, cfg.data.train_split, train=True)
         self.val_set = make_dataset(cfg, self.manifest, self.tasks, cfg.data.val_split, train=False)
         self.n_train_batches = len(self.train_set) // t.batch_size
@@ -203,17 +150,20 @@ class Trainer:
             self.balance_labels = [
                 int(lab[name][0]) if bool(lab[name][1].all()) else -1 for lab in self.train_set.labels
             ]
-        seed_everything(t.seed)
-        if (
-            cfg.model.encoder == "sequence"
-            and "in_channels" not in cfg.model.encoder_args
-            and len(self.train_set)
-        ):
-            # the channel count of [T, C] inputs comes from the data (and is saved with the run's config)
-            sample = self.train_set._read(self.train_set.indices[0])
-            cfg.model.encoder_args["in_channels"] = int(sample.shape[-1])
-        self.model = build_model(cfg, self.tasks).to(self.device)
-        self._fit_sequence_normalisation()
+
+    def _setup_model(self) -> None:
+        """The model (shapes it takes from the data: a [T, C] sample's channels; statistics of the training
+        split where the encoder fits them), on its device, wrapped for DDP when there are several ranks."""
+        cfg, t = self.cfg, self.cfg.train
+        sample = (
+            self.train_set._read(self.train_set.indices[0])
+            if cfg.data.stream != "rgb" and len(self.train_set)
+            else None
+        )
+        self.model = build_model(cfg, self.tasks, sample=sample).to(self.device)
+        fit = getattr(self.model.encoder, "fit_to_data", None)  # the encoder protocol's optional hook
+        if fit is not None and cfg.data.stream != "rgb":
+            fit([self.train_set._read(r) for r in self.train_set.indices])
         self.forward = self.model
         if self.dist.world > 1:  # every head is always in the graph, so no unused-parameter search is needed
             if t.sync_bn:  # BatchNorm statistics over the global batch, as one process would see it
@@ -224,93 +174,6 @@ class Trainer:
             self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
             if self.dist.rank > 0:  # the same weights everywhere (DDP broadcasts them), other dropout draws
                 torch.manual_seed(t.seed + 1_000_003 * self.dist.rank)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt_params = params
-        if t.optimizer == "adamw":
-            self.opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-        else:
-            self.opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-        self.balancer = build_balancer(
-            cfg.balancer.name,
-            [x.name for x in self.tasks],
-            {x.name: x.weight for x in self.tasks},
-            cfg.balancer.args,
-        ).to(self.device)
-        if self.balancer.parameters():  # learnable task weights (e.g. uncertainty): no weight decay
-            self.opt.add_param_group({"params": self.balancer.parameters(), "weight_decay": 0.0})
-        self.cross_terms = self._build_cross_terms()
-        # amp: auto stays in float32 on CPU, where bfloat16 is not bitwise reproducible (mtlhar.precision)
-        self.precision = choose_autocast(t.amp, self.device)
-        self.amp, self.amp_dtype, self.amp_reason = self.precision
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
-        self.state = {
-            "step": 0,
-            "epoch": 0,
-            "batch_in_epoch": 0,
-            "best_score": -math.inf,
-            "best_step": -1,
-            "evals_without_improvement": 0,
-            "bad": [],
-            "samples_seen": 0,
-            "wall_time_s": 0.0,
-        }
-
-    # ----------------------------------------------------------------------------------------------
-    def _fit_sequence_normalisation(self) -> None:
-        """Sequence inputs are standardised with statistics of the training split only."""
-        enc = self.model.encoder
-        if not hasattr(enc, "set_normalization") or self.cfg.data.stream == "rgb":
-            return
-        arrays = [self.train_set._read(r) for r in self.train_set.indices]
-        cat = torch.from_numpy(np.concatenate(arrays, axis=0))
-        enc.set_normalization(cat.mean(0).to(self.device), cat.std(0).to(self.device))
-
-    def _build_cross_terms(self):
-        from .objectives import HierarchyConsistency
-
-        terms = []
-        by_name = {t.name: t for t in self.tasks}
-        for i, spec in enumerate(self.cfg.cross_terms):
-            spec = dict(spec)
-            kind = spec.pop("kind", None)
-            if kind != "hierarchy_consistency":
-                raise ConfigError(
-                    f"cross_terms.{i}.kind: {kind!r} is not a cross-task term; choose from ['hierarchy_consistency']"
-                )
-            fine, coarse = by_name.get(spec.get("fine")), by_name.get(spec.get("coarse"))
-            if fine is None or coarse is None:
-                raise ConfigError(
-                    f"cross_terms.{i}: 'fine' and 'coarse' must name tasks; tasks are {list(by_name)}"
-                )
-            from .tasks import hierarchy_index
-
-            mapping = (
-                spec.get("mapping")
-                or (fine.hierarchy or {}).get("map")
-                or self._mapping_from_manifest(fine, coarse)
-            )
-            index = hierarchy_index(fine, coarse, mapping, where=f"cross_terms.{i}")
-            divergence = spec.get("divergence", "kl")
-            if divergence not in ("kl", "ce"):
-                raise ConfigError(f"cross_terms.{i}.divergence: {divergence!r}; choose from ['ce', 'kl']")
-            terms.append(
-                HierarchyConsistency(
-                    fine.name, coarse.name, index, float(spec.get("weight", 0.1)), divergence=divergence
-                )
-            )
-        return terms
-
-    def _mapping_from_manifest(self, fine: Task, coarse: Task) -> dict[str, str]:
-        mapping: dict[str, str] = {}
-        for i, r in enumerate(self.manifest.rows):
-            f, c = r.get(fine.column, ""), r.get(coarse.column, "")
-            if f and c:
-                if mapping.setdefault(f, c) != c:
-                    raise ConfigError(
-                        f"{self.manifest.where(i)}: fine class {f!r} maps to {c!r} here but to {mapping[f]!r} "
-                        "elsewhere: the label hierarchy is not consistent"
-                    )
-        return mapping
 
     # ----------------------------------------------------------------------------------------------
     def _epoch_order(self, epoch: int) -> list[list[int]]:

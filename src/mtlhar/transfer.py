@@ -48,7 +48,7 @@ PROBES = ("linear", "mlp", "finetune")
 
 def _dataset(cfg: RunConfig, src: RunConfig, manifest: Manifest, tasks, split: str, *, train: bool, seed=0):
     """The source run's input pipeline (stream, frames, size, sampler) over the target data."""
-    from .train import make_dataset
+    from .build import make_dataset
 
     return make_dataset(src, manifest, tasks, split, train=train, seed=seed, cache=cfg.data.cache)
 
@@ -126,7 +126,7 @@ def transfer(
     log=print,
 ) -> dict:
     """Train a new head for `task` of `target` on the encoder of `run_dir`; write and return OUT/transfer.json."""
-    from .train import prepare_data
+    from .build import prepare_data
 
     if probe not in PROBES:
         raise ConfigError(f"--probe: {probe!r} is not a probe; choose from {list(PROBES)}")

@@ -8,63 +8,31 @@ Every encoder reads one input stream and returns a dict of taps:
 
 RGB input is uint8 [B, 3, T, H, W]; the encoder normalises it itself so a saved model is self-contained.
 Aliases for the config live in `ENCODERS` below (one table, in the file that defines the family).
+
+The protocol every encoder follows (`mtlhar.build.build_model` relies on nothing else):
+- a keyword-only builder (class or function); a `stream` keyword names the input stream it reads
+  (`inputs[encoder.stream]`), set from `data.stream` unless `encoder_args` sets it;
+- an `in_channels` keyword is taken from the data (the last axis of a [T, C] training sample) when the
+  stream is not RGB and `encoder_args` does not set it;
+- `taps`: {name: (dim, layout)} with layout "map" [B, C, T, H, W], "sequence" [B, T, D] or "vector" [B, D];
+- optionally `fit_to_data(arrays)`: statistics of the training split (e.g. input normalisation), called
+  once before training and saved with the model.
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
+import functools
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import load as load_file
 from ..errors import ConfigError, DataError
-
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
-
-
-class Normalize(nn.Module):
-    """uint8 [B, 3, T, H, W] -> float normalised with per-channel mean/std."""
-
-    def __init__(self, mean=KINETICS_MEAN, std=KINETICS_STD):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1, 1) * 255.0, persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1, 1) * 255.0, persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x.float() - self.mean) / self.std
-
-
-def _map_taps(maps: dict[str, Tensor], spatial: str = "mean") -> dict[str, Tensor]:
-    """Add `frames` (spatial mean, or max, of the last map) and `pooled` (their mean over time) taps."""
-    last = maps[list(maps)[-1]]
-    pooled = last.amax(dim=(3, 4)) if spatial == "max" else last.mean(dim=(3, 4))
-    frames = pooled.transpose(1, 2)  # [B, T, C]
-    return {**maps, "frames": frames, "pooled": frames.mean(dim=1)}
-
-
-NORMS = ("batch", "group", "none")
-
-
-def _norm(kind: str, channels: int) -> nn.Module:
-    """BatchNorm (default), GroupNorm (no batch coupling: small or split batches, DDP without sync_bn)
-    or nothing."""
-    if kind == "batch":
-        return nn.BatchNorm3d(channels)
-    if kind == "group":
-        return nn.GroupNorm(math.gcd(channels, 8), channels)
-    return nn.Identity()
-
-
-def _conv_bn(cin: int, cout: int, kernel, stride, norm: str = "batch") -> nn.Sequential:
-    pad = tuple(k // 2 for k in kernel)
-    return nn.Sequential(
-        nn.Conv3d(cin, cout, kernel, stride=stride, padding=pad, bias=norm == "none"),
-        _norm(norm, cout),
-        nn.ReLU(inplace=True),
-    )
+from .feature_input import FeatureInput
+from .frame2d import Frame2D
+from .i3d import InceptionI3d
+from .layers import NORMS, Normalize, conv_bn, load_state_dict_file, map_taps
+from .two_channel import TwoChannelEncoder
 
 
 class Small3DCNN(nn.Module):
@@ -96,10 +64,10 @@ class Small3DCNN(nn.Module):
         self.normalize = Normalize()
         self.stages = nn.ModuleList(
             [
-                _conv_bn(in_channels * (2 if rgb_diff else 1), w[0], (3, 5, 5), (1, 2, 2), norm),
-                _conv_bn(w[0], w[1], (3, 3, 3), (1, 2, 2), norm),
-                _conv_bn(w[1], w[2], (3, 3, 3), (2, 2, 2), norm),
-                _conv_bn(w[2], w[3], (3, 3, 3), (1, 2, 2), norm),
+                conv_bn(in_channels * (2 if rgb_diff else 1), w[0], (3, 5, 5), (1, 2, 2), norm),
+                conv_bn(w[0], w[1], (3, 3, 3), (1, 2, 2), norm),
+                conv_bn(w[1], w[2], (3, 3, 3), (2, 2, 2), norm),
+                conv_bn(w[2], w[3], (3, 3, 3), (1, 2, 2), norm),
             ]
         )
         self.taps = {f"stage{i + 1}": (c, "map") for i, c in enumerate(w)}
@@ -115,7 +83,7 @@ class Small3DCNN(nn.Module):
         for i, stage in enumerate(self.stages):
             x = stage(x)
             maps[f"stage{i + 1}"] = x
-        return _map_taps(maps, self.spatial_pool)
+        return map_taps(maps, self.spatial_pool)
 
 
 class TorchvisionVideo(nn.Module):
@@ -150,7 +118,7 @@ class TorchvisionVideo(nn.Module):
         for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
             x = layer(x)
             maps[f"stage{i + 1}"] = x
-        return _map_taps(maps)
+        return map_taps(maps)
 
 
 class SequenceEncoder(nn.Module):
@@ -184,6 +152,11 @@ class SequenceEncoder(nn.Module):
         self.mean.copy_(mean)
         self.std.copy_(std.clamp_min(1e-6))
 
+    def fit_to_data(self, arrays: list[np.ndarray]) -> None:
+        """Per-channel mean and std of the training split's [T, C] series (saved with the model)."""
+        cat = torch.from_numpy(np.concatenate(arrays, axis=0))
+        self.set_normalization(cat.mean(0).to(self.mean.device), cat.std(0).to(self.mean.device))
+
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if x.ndim != 3 or x.shape[-1] != self.mean.numel():
             raise DataError(
@@ -194,66 +167,17 @@ class SequenceEncoder(nn.Module):
         return {"frames": frames, "pooled": frames.mean(dim=1)}
 
 
-def load_state_dict_file(module: nn.Module, path: str | Path, drop_prefixes: tuple[str, ...] = ()) -> None:
-    """Load a local state dict (a `.pt`/`.pth` file) into `module`, naming the file on any mismatch."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"weights file not found: {path} (mtlhar downloads nothing: point to a local file)")
-    state = load_file(path, what="weights")  # weights_only: a file that would run code is refused
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith(drop_prefixes)]
-    if missing or unexpected:
-        raise DataError(
-            f"{path}: weights do not match the architecture: {len(missing)} missing keys "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
-        )
-
-
-def small3d(**kw) -> Small3DCNN:
-    return Small3DCNN(**kw)
-
-
-def r3d_18(**kw) -> TorchvisionVideo:
-    return TorchvisionVideo(arch="r3d_18", **kw)
-
-
-def r2plus1d_18(**kw) -> TorchvisionVideo:
-    return TorchvisionVideo(arch="r2plus1d_18", **kw)
-
-
-def mc3_18(**kw) -> TorchvisionVideo:
-    return TorchvisionVideo(arch="mc3_18", **kw)
-
-
-def sequence(**kw) -> SequenceEncoder:
-    return SequenceEncoder(**kw)
-
-
-def i3d(**kw) -> nn.Module:
-    from .i3d import InceptionI3d
-
-    return InceptionI3d(**kw)
-
-
-def two_channel(**kw) -> nn.Module:
-    from .two_channel import TwoChannelEncoder
-
-    return TwoChannelEncoder(**kw)
-
-
-def frame2d(**kw) -> nn.Module:
-    from .frame2d import Frame2D
-
-    return Frame2D(**kw)
-
-
-def features(**kw) -> nn.Module:
-    from .feature_input import FeatureInput
-
-    return FeatureInput(**kw)
+# The builders are the classes themselves (or the class with its architecture fixed), so that their
+# keyword-only signatures are what `mtlhar.build` and users read.
+small3d = Small3DCNN
+r3d_18 = functools.partial(TorchvisionVideo, arch="r3d_18")
+r2plus1d_18 = functools.partial(TorchvisionVideo, arch="r2plus1d_18")
+mc3_18 = functools.partial(TorchvisionVideo, arch="mc3_18")
+sequence = SequenceEncoder
+i3d = InceptionI3d
+two_channel = TwoChannelEncoder
+frame2d = Frame2D
+features = FeatureInput
 
 
 ENCODERS = {

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .encoders import Normalize
+from .layers import Normalize
 
 
 def _stage(cin: int, cout: int, kernel: tuple[int, int, int]) -> nn.Sequential:
