@@ -88,7 +88,14 @@ class Manifest:
             found = sorted(
                 {r["split"] if len(r["split"]) <= 40 else r["split"][:40] + "..." for r in self.rows}
             )
-            raise DataError(f"{self.path}: split {split!r} has no rows; splits present: {found}")
+            hint = ""
+            if split in ("val", "validation") and "train" in found:
+                hint = (
+                    "; to select checkpoints on a validation split carved from train (by group, never on test), "
+                    "convert with `mtlhar data convert FORMAT ROOT --out DIR --val-fraction 0.1`, or set "
+                    "data.val_split to a split that exists"
+                )
+            raise DataError(f"{self.path}: split {split!r} has no rows; splits present: {found}{hint}")
         return idx
 
     def require_column(self, column: str, task: str) -> None:

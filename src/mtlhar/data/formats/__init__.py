@@ -86,13 +86,26 @@ def read(format: str, root: str | Path, *, out: str | Path | None = None, **opti
     return reader(root, **options)
 
 
-def convert(format: str, root: str | Path, out: str | Path, **options) -> Path:
+def convert(
+    format: str,
+    root: str | Path,
+    out: str | Path,
+    *,
+    val_fraction: float | None = None,
+    val_seed: int = 0,
+    **options,
+) -> Path:
     """Read `root` in `format` and write the manifest (and arrays, where the format makes them) into `out`.
 
+    `val_fraction`: carve a `val` split of about that fraction out of `train`, whole groups only,
+    stratified by the first task where possible, seeded by `val_seed` (recorded in conversion.json).
     Returns the path of the written manifest.csv.
     """
     out = Path(out)
-    return read(format, root, out=out, **options).write(out)
+    table = read(format, root, out=out, **options)
+    if val_fraction is not None:
+        table.carve_validation(val_fraction, seed=val_seed)
+    return table.write(out)
 
 
 __all__ = [

@@ -79,6 +79,42 @@ class Table:
         (manifest.parent / "conversion.json").write_text(json.dumps(report, indent=1) + "\n")
         return manifest
 
+    def carve_validation(self, fraction: float, *, seed: int = 0, source: str = "train") -> int:
+        """Move about `fraction` of the `source` split's rows into a new `val` split, whole groups only
+        (a subject or recording never in both), stratified by the first task column where the groups
+        allow, seeded; recorded in `stats`. Returns the number of rows moved."""
+        from ..splits import holdout_by_group
+
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+            raise DataError(f"--val-fraction: got {fraction!r}, expected a number in (0, 1)")
+        if any(r.get("split") == "val" for r in self.rows):
+            raise DataError("--val-fraction: the dataset already has a 'val' split; convert without it")
+        pool = [i for i, r in enumerate(self.rows) if r.get("split") == source]
+        if not pool:
+            raise DataError(
+                f"--val-fraction: the dataset has no {source!r} split to carve a validation split from"
+            )
+        groups = [self.rows[i].get("group") or self.rows[i].get("id", "") for i in pool]
+        task = next(iter(self.tasks), None)
+        labels = [self.rows[i].get(task, "") for i in pool] if task else None
+        if len(set(groups)) < 2:
+            raise DataError(
+                f"--val-fraction: the {source!r} split has {len(set(groups))} group; need 2 or more"
+            )
+        _, val = holdout_by_group(groups, test_size=float(fraction), labels=labels, seed=seed)
+        for j in val:
+            self.rows[pool[j]]["split"] = "val"
+        if "split" not in self.columns:
+            self.columns.append("split")
+        self.stats.update(
+            val_fraction=float(fraction),
+            val_seed=int(seed),
+            val_rows=len(val),
+            val_groups=len({groups[j] for j in val}),
+            val_stratified_by=task or "",
+        )
+        return len(val)
+
     def exclude(self, item: str | Path, reason: str) -> None:
         self.excluded.append({"item": str(item), "reason": reason})
 
@@ -114,11 +150,12 @@ def make_table(
 
 
 def _relative(path: str, base: Path) -> str:
-    p = Path(path)
-    if not p.is_absolute():
-        return p.as_posix()
+    """A reader's path (absolute, or relative to the working directory it ran in, as the dataset root and
+    --out were given) as the manifest stores it: relative to the manifest's folder when inside it (the
+    manifest resolves paths against its own folder), absolute otherwise."""
+    p = Path(path).resolve()
     try:
-        return p.resolve().relative_to(base).as_posix()
+        return p.relative_to(base).as_posix()
     except ValueError:
         return str(p)
 
