@@ -192,3 +192,15 @@ def test_values_the_section_checks_do_not_foresee_are_config_errors():
             load_config(base={**BASE, "balancer": {"name": "dwa", "args": args}})
     with pytest.raises(ConfigError, match=r"^config key 'balancer\.args': got \{'weights': 5\}"):
         load_config(base={**BASE, "balancer": {"name": "static", "args": {"weights": 5}}})
+
+
+def test_shipped_configs_load_by_name_from_any_folder(tmp_path, monkeypatch):
+    from mtlhar.config import SHIPPED_CONFIGS, find_config, shipped_configs
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    assert {"synth-mtl", "study-synth"} <= set(shipped_configs())
+    assert find_config("synth-mtl") == SHIPPED_CONFIGS / "synth-mtl.yaml"
+    assert find_config("configs/synth-mtl.yaml") == SHIPPED_CONFIGS / "synth-mtl.yaml"
+    assert load_config("synth-mtl").data.synth is not None
+    with pytest.raises(ConfigError, match="shipped configs, usable by name: .*synth-mtl"):
+        load_config("no-such-config")

@@ -490,10 +490,30 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_yaml(path: str | Path) -> dict:
+#: the configs shipped in the package (`mtlhar train synth-mtl` finds configs/synth-mtl.yaml)
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def find_config(path: str | Path) -> Path:
+    """`path` if it is a file, else the shipped config of that name (with or without `.yaml`)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    if path.is_file():
+        return path
+    if len(path.parts) == 1 or path.parts[:-1] == ("configs",):
+        shipped = SHIPPED_CONFIGS / (path.name if path.suffix in (".yaml", ".yml") else path.name + ".yaml")
+        if shipped.is_file():
+            return shipped
+    raise ConfigError(
+        f"config file not found: {path} (shipped configs, usable by name: {', '.join(shipped_configs())})"
+    )
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = find_config(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -506,6 +526,7 @@ def load_yaml(path: str | Path) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None):
     """Load a RunConfig from a YAML file (or a dict), applying `--set` overrides; relative data paths
     are resolved against the config file's folder."""
+    path = None if path is None else find_config(path)
     data = copy.deepcopy(base or {}) if path is None else load_yaml(path)  # overrides leave `base` as it was
     data = apply_overrides(data, overrides or [])
     cfg = from_dict(RunConfig, data)
