@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -61,31 +62,7 @@ def run_study(
     else:
         at_once = f", {jobs} at a time" if jobs > 1 else ""
         log(f"study {spec.name}: {len(plan)} runs ({what}) -> {out}{at_once}")
-
-    def execute(runs: list[PlannedRun], evaluate: bool) -> None:
-        execute_runs(
-            runs,
-            out,
-            manifest=manifest,
-            spec_tasks=spec.tasks,
-            test_splits=spec.test_splits,
-            evaluate=evaluate,
-            jobs=jobs,
-            rank=rank,
-            world=world,
-            log=log,
-        )
-
-    tuning = None
-    if spec.tune:  # train every grid point, select per group on validation, then test the chosen ones
-        execute(plan, evaluate=False)
-        if world > 1:
-            barrier(out, "tuned", rank, world)
-        plan, tuning = select_trials(plan, out, grid)
-        chosen = ", ".join(f"{g['group']}: t{g['selected']}" for g in tuning["groups"])
-        log(f"tuning: selected on validation: {chosen}")
-    execute(plan, evaluate=True)
-    release_decoded_clips()  # the decoded clips shared by the runs, their evaluations and measurements
+    plan, tuning = train_and_test(spec, plan, out, manifest, grid, jobs=jobs, rank=rank, world=world, log=log)
     if world > 1:
         barrier(out, "trained", rank, world)  # every process has finished its runs
         if rank != 0:
@@ -100,6 +77,44 @@ def run_study(
         results["wall_time_s"] = round(time.perf_counter() - t0, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def train_and_test(
+    spec: StudySpec,
+    plan: list[PlannedRun],
+    out: Path,
+    manifest: Manifest,
+    grid: list[dict],
+    *,
+    jobs: int,
+    rank: int,
+    world: int,
+    log: Callable,
+) -> tuple[list[PlannedRun], dict | None]:
+    """Train and test this process's share of the runs; with `tune`, first train every grid point and keep
+    per group the point best on validation. Returns the tested runs and the tuning record (or None)."""
+    execute = functools.partial(
+        execute_runs,
+        out=out,
+        manifest=manifest,
+        spec_tasks=spec.tasks,
+        test_splits=spec.test_splits,
+        jobs=jobs,
+        rank=rank,
+        world=world,
+        log=log,
+    )
+    tuning = None
+    if spec.tune:  # train every grid point, select per group on validation, then test the chosen ones
+        execute(plan, evaluate=False)
+        if world > 1:
+            barrier(out, "tuned", rank, world)
+        plan, tuning = select_trials(plan, out, grid)
+        chosen = ", ".join(f"{g['group']}: t{g['selected']}" for g in tuning["groups"])
+        log(f"tuning: selected on validation: {chosen}")
+    execute(plan, evaluate=True)
+    release_decoded_clips()  # the decoded clips shared by the runs, their evaluations and measurements
+    return plan, tuning
 
 
 def prepare_manifest(spec: StudySpec, out: Path, *, quick: bool) -> Manifest:
