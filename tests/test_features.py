@@ -16,7 +16,7 @@ from mtlhar.config import RunConfig, from_dict
 from mtlhar.data.dataset import ClipDataset, resolve_tasks
 from mtlhar.data.manifest import Manifest
 from mtlhar.errors import ConfigError
-from mtlhar.features import _resize_crop, array_name, extract_features, windows
+from mtlhar.features import array_name, extract_features, resize_crop, windows
 from mtlhar.models import build_encoder
 from mtlhar.train import Trainer
 
@@ -45,7 +45,7 @@ def test_round_trip_into_the_features_stream(squares, tmp_path):
     enc = build_encoder("small3d", width=4).eval()
     from mtlhar.data.video import read_video
 
-    video = _resize_crop(read_video(m.resolve(m.rows[7]["path"])), 32)
+    video = resize_crop(read_video(m.resolve(m.rows[7]["path"])), 32)
     with torch.no_grad():
         expected = enc(torch.stack([video[:, torch.from_numpy(w)] for w in windows(8, 4, 2)]))["pooled"]
     stored = np.load(tmp_path / "f" / "arrays" / array_name(m.rows[7]["id"]))

@@ -105,7 +105,7 @@ def test_tuning_grid_trains_every_point_and_keeps_the_best_on_validation(squares
         for r in runs_dir.iterdir():  # the other points were never tested
             if r.name.startswith(g["group"] + "_s") and r.name not in chosen:
                 assert not (r / "predictions_test.npz").exists()
-    assert res["settings"]["tune"] == {"train.lr": [0.0, 0.01]}
+    assert res["settings"]["tune"] == {"train.lr": [1e-9, 0.01]}
     from mtlhar.report import build_report
 
     page = build_report(tmp_path / "tuned").read_text()

@@ -31,7 +31,7 @@ from .errors import ConfigError, DataError
 STORE_VERSION = 1
 
 
-def _resize_crop(clip: np.ndarray, size: int) -> torch.Tensor:
+def resize_crop(clip: np.ndarray, size: int) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> uint8 [3, T, size, size]: short side to `size`, centre crop."""
     from .data.dataset import resize_clip
 
@@ -142,6 +142,24 @@ def extract_features(
     }
 
 
+@torch.no_grad()
+def clip_features(
+    clip: np.ndarray, model: torch.nn.Module, *, window: int, stride: int, size: int, batch_size: int = 8
+) -> np.ndarray:
+    """The [T, D] float32 features of one decoded clip (uint8 [T, H, W, 3]), as a feature store holds
+    them: the `pooled` tap of every window (see `windows`), on the model's device."""
+    if len(clip) == 0:
+        raise DataError("the video has no frames")
+    device = next(model.parameters()).device
+    video = resize_crop(clip, size)
+    idx = windows(video.shape[1], window, stride)
+    feats = []
+    for i in range(0, len(idx), batch_size):
+        batch = torch.stack([video[:, torch.from_numpy(w)] for w in idx[i : i + batch_size]]).to(device)
+        feats.append(model(batch)["pooled"].float().cpu().numpy())
+    return np.concatenate(feats).astype(np.float32)
+
+
 def _encode(manifest, rows, model, window, stride, size, batch_size, device, failed) -> Iterator:
     """Yield (row, [T, D] float32) per clip, running the encoder on batches of windows across clips;
     a clip is handed out as soon as all its windows are encoded (so an interruption loses little)."""
@@ -171,7 +189,7 @@ def _encode(manifest, rows, model, window, stride, size, batch_size, device, fai
         except DataError as e:
             failed.append({"id": cells["id"], "path": cells.get("path", ""), "reason": str(e)})
             continue
-        video = _resize_crop(clip, size)  # [3, T, size, size]
+        video = resize_crop(clip, size)  # [3, T, size, size]
         idx = windows(video.shape[1], window, stride)
         pending.append((row, len(idx)))
         for w in idx:

@@ -48,9 +48,9 @@ def predict_kinetics(
     `start`/`end` are frame indices (end exclusive) and seconds when the frame rate is known; `top` lists
     (label, probability). `overall` is the softmax of the logits averaged over windows.
     """
-    from .features import _resize_crop, windows
+    from .features import resize_crop, windows
     from .models.i3d import kinetics400_classes, kinetics400_i3d
-    from .predict import _files
+    from .predict import input_files
 
     if top < 1:
         raise DataError(f"--top must be >= 1, got {top}")
@@ -58,10 +58,10 @@ def predict_kinetics(
     model = (model or kinetics400_i3d()).to(device).eval()
     names = kinetics400_classes()
     results = []
-    for f in _files(Path(input_path)):
+    for f in input_files(Path(input_path)):
         clip = read_video(f)
         fps = _fps(f)
-        video = _resize_crop(clip, size)
+        video = resize_crop(clip, size)
         spans = windows(video.shape[1], window, stride)
         logits = []
         for i in range(0, len(spans), batch_size):
