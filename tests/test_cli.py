@@ -1,7 +1,9 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import square_config
@@ -88,3 +90,51 @@ def test_demo_compares_its_balancers_with_equal_weighting(tmp_path):
     out = console.export_text()
     assert "paired test mtl_uncertainty vs mtl_equal (test, fine top1): diff +0.013" in out
     assert "Holm p = 0.4000" in out
+
+
+def test_convert_refuses_an_unknown_option_in_one_line(tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["data", "convert", "folder", str(tmp_path), "--out", str(out), "--option", "bogus=1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'bogus'" in err[0] and "path_column" in err[0], err
+    assert not out.exists()  # refused before anything was read or written
+    assert main(["data", "inspect", str(tmp_path), "--format", "folder", "--option", "bogus=1"]) == 2
+    assert "'bogus'" in capsys.readouterr().err
+
+
+def test_argument_errors_stay_argparse_errors(capsys):
+    for argv in (["data", "convert", "folder"], ["train"], ["nosuchcommand"], ["study", "x.yaml"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2, argv
+        assert "usage: mtlhar" in capsys.readouterr().err
+
+
+def test_every_command_module_is_registered_and_complete():
+    import pkgutil
+
+    import mtlhar.cli
+    import mtlhar.cli.data
+    from mtlhar.cli import COMMANDS
+    from mtlhar.cli.data import SUBCOMMANDS
+
+    for package, registry in ((mtlhar.cli, COMMANDS), (mtlhar.cli.data, SUBCOMMANDS)):
+        modules = {m.name for m in pkgutil.iter_modules(package.__path__)} - {"common", "__main__"}
+        assert modules == {m.__name__.rsplit(".", 1)[1] for m in registry.values()}, package
+        for name, module in registry.items():
+            assert module.NAME == name and callable(module.add_parser) and callable(module.run)
+
+
+def test_cli_functions_are_short_and_demo_does_not_import_the_cli():
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src" / "mtlhar"
+    for path in sorted((src / "cli").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 80, f"{path.name}:{node.lineno} {node.name} has {length} lines"
+    demo = ast.parse((src / "demo.py").read_text())
+    imported = {n.module for n in ast.walk(demo) if isinstance(n, ast.ImportFrom)}
+    assert not any(m and (m == "cli" or m.startswith(("cli.", "mtlhar.cli"))) for m in imported)

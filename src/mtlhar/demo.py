@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .data.synth_cache import ensure_synth
+from .progress import progress_bar
 from .study import StudySpec, run_study
 
 SYNTH = {"clips": 3000, "frames": 16, "size": 64, "seed": 0}
@@ -66,14 +67,12 @@ def run_demo(
 ) -> dict:
     from rich.console import Console
 
-    from .cli import _bar
-
     settings = SYNTH_QUICK if quick else SYNTH
     log(
         f"synthetic action world: {settings['clips']} clips of {settings['frames']} frames at {settings['size']}px "
         "(generated once, then cached)"
     )
-    manifest = ensure_synth(progress=_bar("generating clips"), **settings)
+    manifest = ensure_synth(progress=progress_bar("generating clips"), **settings)
     spec = demo_spec(quick)
     spec.base["data"]["manifest"] = str(manifest)
     results = run_study(spec, out, seeds=seeds, log=log)
