@@ -710,7 +710,7 @@ def test_inspect_reports_every_bad_file_with_its_reason(tmp_path, clip_bytes):
     problems = {(i["row"], i["problem"].split(" (")[0].split(":")[0]) for i in rep["issues"]}
     expected = {
         (3, "file not found"), (4, "empty file"), (5, "cannot open as a video"),
-        (6, "extension .avi does not match the container"), (7, "cannot open as a video"),
+        (6, "warning"), (7, "cannot open as a video"),  # a readable mp4 named .avi: a warning
         (8, "truncated stream"), (10, "non-finite value"), (7, "action"), (9, "id repeats"),
     }  # fmt: skip
     assert expected <= problems, problems
@@ -718,7 +718,7 @@ def test_inspect_reports_every_bad_file_with_its_reason(tmp_path, clip_bytes):
     st = rep["task_stats"]["action"]
     assert st["missing"] == 1 and st["unknown_labels"] == ["fly"] and st["imbalance_ratio"] == 5.0
     assert rep["duplicates"]["ids"] == {"a": [2, 9]}
-    assert rep["files"]["bad"] == 7 and rep["files"]["ok"] == 1
+    assert rep["files"]["bad"] == 6 and rep["files"]["ok"] == 2  # wrong.avi decodes: a warning only
     short = inspect_manifest(root / "manifest.csv", min_frames=20)
     assert any(i["problem"].startswith("only 8 frames") for i in short["issues"])
 
@@ -742,3 +742,20 @@ def test_inspect_source_runs_a_reader_and_prints(tmp_path, clip_bytes, capsys):
         inspect_source(root, "ucf101")
     with pytest.raises(DataError, match="unknown format 'nope'"):
         inspect_source(root, "nope")
+
+
+def test_inspect_of_a_dataset_root_lists_every_missing_file_with_its_split_list_line(tmp_path, clip_bytes):
+    from mtlhar.data.inspect import inspect_source
+
+    root = tmp_path / "ucf"
+    make_ucf(root, clip_bytes[".mp4"])  # readable MP4 data under .avi names: a warning, not a bad file
+    (root / "UCF-101/YoYo/v_YoYo_g02_c01.avi").unlink()
+    (root / "UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi").unlink()
+    report = inspect_source(root, "ucf101")  # does not stop at the first missing file
+    missing = [e for e in report["conversion"]["excluded"] if "not on disk" in e["reason"]]
+    names = {e["item"].rsplit("/", 1)[-1] for e in missing}
+    assert names == {"v_YoYo_g02_c01.avi", "v_ApplyEyeMakeup_g01_c01.avi"}
+    assert any("trainlist01.txt line 5" in e["reason"] for e in missing)  # the list file's own line
+    assert any("testlist01.txt line 1" in e["reason"] for e in missing)
+    assert report["files"]["bad"] == 0 and report["files"]["ok"] == 7
+    assert any(i["problem"].startswith("warning: extension .avi") for i in report["issues"])

@@ -46,8 +46,11 @@ def probe_video(path: Path, *, decode: bool = True) -> tuple[dict[str, Any], lis
     with container:
         facts["container"] = container.format.name
         expected = CONTAINERS.get(path.suffix.lower())
-        if expected and expected not in container.format.name.split(","):
-            problems.append(f"extension {path.suffix} does not match the container ({container.format.name})")
+        if expected and expected not in container.format.name.split(","):  # readable: a warning, not bad
+            facts["warnings"] = [
+                f"warning: extension {path.suffix} does not match the container ({container.format.name}); "
+                "the file decodes, but tools that trust extensions may not"
+            ]
         if not container.streams.video:
             return facts, problems + ["no video stream"]
         stream = container.streams.video[0]
@@ -216,7 +219,7 @@ def inspect_manifest(
             problems += _segment_problems(users, facts)
             files["checked"] += 1
             files["bad" if problems else "ok"] += 1
-            for problem in problems:
+            for problem in problems + facts.get("warnings", []):
                 issues.append({"row": line_no, "id": first["id"], "path": str(p), "problem": problem})
     report["files"] = files
     report["issues"] = issues
@@ -373,8 +376,10 @@ def inspect_source(
         if not (p.is_file() or (p / "manifest.csv").is_file()):
             raise DataError(f"{source}: no manifest.csv here; pass --format to read a dataset layout")
         return inspect_manifest(p, check_files=check_files)
-    from .formats import read
+    from .formats import read, reader_options
 
+    if "missing" in reader_options(format) and "missing" not in options:
+        options["missing"] = "report"  # list every file a split list names but the disk lacks, not the first
     with tempfile.TemporaryDirectory(prefix="mtlhar-inspect-") as tmp:
         table = read(format, source, out=tmp, **options)
         manifest = table.write(tmp)
