@@ -85,3 +85,16 @@ def test_missing_val_split_error_says_how_to_make_one(tmp_path, monkeypatch):
         Manifest.read("d/manifest.csv").indices("val")
     with pytest.raises(DataError, match=r"expected a number in \(0, 1\)"):
         convert("timeseries", "x.npy", "e", labels="y.csv", split="train", val_fraction=1.5)
+
+
+def test_val_fraction_from_the_cli(tmp_path, monkeypatch, capsys):
+    _series(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    argv = ["data", "convert", "timeseries", "x.npy", "--option", "labels=y.csv", "--option", "split=train"]
+    assert main([*argv, "--out", "a", "--val-fraction", "0.2", "--val-seed", "3"]) == 0
+    a = Manifest.read("a/manifest.csv")
+    assert a.rows == Manifest.read(convert("timeseries", "x.npy", "b", labels="y.csv", split="train",
+                                           val_fraction=0.2, val_seed=3)).rows  # fmt: skip
+    assert {r["split"] for r in a.rows} == {"train", "val"}
+    assert main([*argv, "--out", "c", "--val-fraction", "1.5"]) == 2
+    assert "expected a number in (0, 1)" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`mtlhar predict`: every task's outputs for a video file or a folder of videos."""
+"""`mtlhar predict`: every task's outputs for a file or a folder of the inputs a run was trained on."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from .common import SAMPLE_CLIP, TRAIN_EXAMPLE, add_command
 
 NAME = "predict"
 EXAMPLES = [TRAIN_EXAMPLE, f"mtlhar predict runs/mtl {SAMPLE_CLIP}"]
-HELP = "predict every task for a video file or a folder of videos"
+HELP = "predict every task for a file or a folder (videos, [T, C] series, feature arrays)"
 DESCRIPTION = (
     HELP
+    + "\n\nInputs: what the run was trained on. Video runs: video files. Runs on a [T, C] stream (IMU, pose):"
+    "\n.npy, .npz (key x) or .csv series (one row per time step, one column per channel). Feature-store runs:"
+    "\nfeature arrays, or videos, which go through the store's extractor (its features.json) first."
     + "\n\nWith a run directory, a file that cannot be read (empty, corrupt, no video stream) is skipped:"
     '\nit is listed in the --json output as an entry with an "error" field and on stderr, one line per'
     "\nbad file after the results. A video shorter than the run's clip (data.frames) is predicted from"
@@ -27,7 +30,7 @@ NOTES = (
 def add_parser(subparsers):
     p = add_command(subparsers, NAME, HELP, EXAMPLES, description=DESCRIPTION, notes=NOTES)
     p.add_argument("run_dir", help="a run directory, or kinetics400-i3d (the built-in pretrained I3D)")
-    p.add_argument("input", help="a video file or a folder of videos")
+    p.add_argument("input", help="a file or a folder of files of the run's input kind (see above)")
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.add_argument("--window", type=int, default=64, help="kinetics400-i3d: frames per window")

@@ -47,6 +47,14 @@ def add_parser(subparsers):
         help="a reader option of FORMAT (listed below), the value read as YAML: split=2, missing=report, "
         "sensors=[acc] (repeatable); an option FORMAT does not take is refused",
     )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        help="carve a 'val' split of about F of the train rows (whole groups only, stratified by the "
+        "first task where the groups allow; recorded in conversion.json), for formats with train/test only",
+    )
+    p.add_argument("--val-seed", type=int, default=0, help="seed of --val-fraction's draw (default 0)")
     return p
 
 
@@ -55,7 +63,9 @@ def run(args) -> int:
 
     options = parse_options(args.option)
     check_options(args.format, options)  # before anything is read or written
-    path = convert(args.format, args.root, args.out, **options)
+    path = convert(
+        args.format, args.root, args.out, val_fraction=args.val_fraction, val_seed=args.val_seed, **options
+    )
     print(f"wrote {path}")
     return 0
 
