@@ -39,6 +39,7 @@ from .data.manifest import Manifest
 from .errors import ConfigError, DataError, Diverged, TooManyBadSamples
 from .evaluate import evaluate_model, validation_score
 from .precision import choose_autocast
+from .progress import Progress
 from .tasks import Task, fit_class_counts
 
 # the construction functions used to live here; they are importable from here as before
@@ -373,8 +374,11 @@ class Trainer:
         metrics = runs.MetricsLog(self.run_dir, write=main, resume_step=resume_step)
         if resume_step is not None and self.resume_changes:
             metrics.record({"step": resume_step, "split": "resume", "changed": self.resume_changes})
-        progress = _progress(
-            t.progress and log is not None and main, t.steps, self.state["step"], self.run_dir.name
+        progress = Progress(
+            f"train {self.run_dir.name}",
+            t.steps,
+            start=self.state["step"],
+            enabled=t.progress and log is not None and main,
         )
         batches = self._batches()
         started = time.perf_counter() - self.state["wall_time_s"]
@@ -385,7 +389,7 @@ class Trainer:
                 step = self.state["step"]
                 self.state["wall_time_s"] = time.perf_counter() - started
                 self._log_step(metrics, step, sums, weights)
-                progress.update(step, sums)
+                progress.update(step, " ".join(f"{k}={v:.3f}" for k, v in list(sums.items())[:4]))
                 if t.affinity_every and step % t.affinity_every == 0 and batch is not None:
                     self._affinity(metrics, step, batch)
                 if (step % t.eval_every == 0 or step == t.steps) and self._validate(step, metrics, log):
@@ -731,36 +735,6 @@ def balanced_indices(labels: list[int], n: int, generator: torch.Generator) -> l
     weights = torch.zeros(len(lab), dtype=torch.float64)
     weights[labelled] = 1.0 / counts[lab[labelled]].double()
     return torch.multinomial(weights, n, replacement=True, generator=generator).tolist()
-
-
-class _progress:
-    """A rich progress bar (or nothing) showing step and per-task losses."""
-
-    def __init__(self, enabled: bool, total: int, start: int, name: str):
-        self.bar = None
-        if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[losses]}"),
-                transient=True,
-            )
-            self.bar.start()
-            self.id = self.bar.add_task(name, total=total, completed=start, losses="")
-
-    def update(self, step: int, losses: dict) -> None:
-        if self.bar is not None:
-            text = " ".join(f"{k}={v:.3f}" for k, v in list(losses.items())[:4])
-            self.bar.update(self.id, completed=step, losses=text)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def train(
