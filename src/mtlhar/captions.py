@@ -1,4 +1,5 @@
-"""Task kind "caption": a tokenizer, caption decoders and caption metrics (METHODS.md section 2).
+"""Captions: a tokenizer, caption decoders and caption metrics (METHODS.md section 2); the task kind that
+uses them (targets, head, loss, metric wiring) is `mtlhar.kinds.caption`.
 
 - `Tokenizer`: built from the training captions (lower-cased, letters and digits only), words seen fewer
   than `min_count` times become `<unk>`, fixed length `max_len + 2`: `<bos> w1 .. wn <eos> <pad> ...`
@@ -26,17 +27,12 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError, DataError
-from .objectives import HeadOutput, masked_token_cross_entropy
-
-if TYPE_CHECKING:  # tasks.py lists CaptionKind in its KINDS table, so this module must not import it
-    from .tasks import Task
+from .errors import ConfigError
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -96,14 +92,6 @@ class Tokenizer:
     @classmethod
     def from_state_dict(cls, state: dict) -> Tokenizer:
         return cls(state["vocab"], state["max_len"])
-
-
-def tokenizer_for(task: Task) -> Tokenizer:
-    tok = getattr(task, "_tokenizer", None)
-    if tok is None:
-        tok = Tokenizer(task.classes, task.args["max_len"])
-        object.__setattr__(task, "_tokenizer", tok)
-    return tok
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,6 +183,11 @@ class TransformerDecoder(nn.Module):
 DECODERS = {"lstm": LSTMDecoder, "transformer": TransformerDecoder}
 
 
+def split_captions(cell: str, separator: str) -> list[str]:
+    """The captions of a manifest cell (`separator`-joined), stripped, empty ones left out."""
+    return [c.strip() for c in cell.split(separator) if c.strip()] if cell else []
+
+
 @torch.no_grad()
 def greedy_decode(decoder: nn.Module, feat: Tensor, memory: Tensor | None, length: int) -> Tensor:
     """[B, length] ids: <bos>, the arg-max word at each step, <eos>, then padding."""
@@ -261,42 +254,6 @@ def beam_decode(
     norm = scores.view(-1) / lengths.clamp_min(1.0) ** alpha if alpha else scores.view(-1)
     best = norm.view(b, k).argmax(1) + torch.arange(b, device=dev) * k
     return seqs[best]
-
-
-class CaptionHead(nn.Module):
-    """tap -> video feature (and per-time-step memory) -> decoder. Training with targets: teacher-forced
-    logits [B, L-1, V]; otherwise decoded ids [B, L] (greedy, or beam search with `args.beam` > 1)."""
-
-    def __init__(self, task: Task, tap_dim: int, layout: str):
-        super().__init__()
-        a = task.args
-        self.layout, self.length, self.beam = layout, a["max_len"] + 2, int(a["beam"])
-        common = {"embed": a["embed"], "hidden": a["hidden"], "layers": a["layers"], "dropout": a["dropout"]}
-        if a["decoder"] == "transformer":
-            self.decoder = TransformerDecoder(tap_dim, len(task.classes), heads=a["heads"],
-                                              max_len=self.length, **common)  # fmt: skip
-        else:
-            self.decoder = LSTMDecoder(tap_dim, len(task.classes), **common)
-
-    def _features(self, tap: Tensor) -> tuple[Tensor, Tensor | None]:
-        if self.layout == "map":
-            seq = tap.float().mean(dim=(3, 4)).transpose(1, 2)  # [B, T, C]
-            return seq.mean(1), seq
-        if self.layout == "sequence":
-            return tap.float().mean(1), tap.float()
-        return tap.float(), None
-
-    def forward(self, tap: Tensor, targets: Tensor | None = None, mode: str = "train") -> HeadOutput:
-        feat, memory = self._features(tap)
-        if targets is not None and mode == "train":
-            ids = targets[:, 0] if targets.ndim == 3 else targets  # the first reference is the training one
-            logits = self.decoder.teacher_force(feat, memory, ids[:, :-1])
-            return HeadOutput(output=logits, features=feat)
-        if self.beam > 1:
-            ids = beam_decode(self.decoder, feat, memory, self.length, self.beam)
-        else:
-            ids = greedy_decode(self.decoder, feat, memory, self.length)
-        return HeadOutput(output=ids, features=feat)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -400,142 +357,11 @@ def caption_scores(hyps: list[list[str]], refs: list[list[list[str]]]) -> dict[s
     return out
 
 
-# --------------------------------------------------------------------------------------------------
-
-
-class CaptionKind:
-    """The caption task kind (the same interface as `tasks.TaskKind`)."""
-
-    name = "caption"
-    default_loss = "ce"
-    losses = ("ce",)
-    default_metrics = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider_d", "exact_match", "token_acc")
-    default_main = "cider_d"  # smoother than BLEU-4 (often 0 early in training) for checkpoint selection
-    needs_classes = True  # the vocabulary (with the special tokens first) is the task's label space
-    args = {
-        "refs_column": None,  # extra reference captions ("a | b"), used by the metrics only
-        "max_refs": 4,
-        "max_len": 16,  # words; sequences are max_len + 2 long (<bos>, <eos>)
-        "min_count": 1,  # words seen fewer times in the training captions become <unk> (paper: 6)
-        "decoder": "lstm",
-        "embed": 64,
-        "hidden": 256,
-        "layers": 2,
-        "heads": 4,
-        "dropout": 0.0,
-        "beam": 1,  # 1 = greedy decoding
-    }
-
-    def label_count(self, task, target: Tensor, mask: Tensor) -> Tensor:
-        """The number of real tokens (what the loss divides by)."""
-        return torch.broadcast_to(mask, target.shape).sum()
-
-    def check_args(self, args: dict, where: str) -> None:
-        if args["decoder"] not in DECODERS:
-            raise ConfigError(
-                f"config key '{where}.decoder': {args['decoder']!r}; choose from {sorted(DECODERS)}"
-            )
-        for key in ("max_refs", "max_len", "min_count", "embed", "hidden", "layers", "heads", "beam"):
-            if not isinstance(args[key], int) or args[key] < 1:
-                raise ConfigError(f"config key '{where}.{key}': expected an integer >= 1, got {args[key]!r}")
-
-    def resolve_classes(self, cfg, manifest, train_split: str = "train") -> list[str]:
-        """The vocabulary, from the training split's captions (all rows if there is no such split)."""
-        column = cfg.column or cfg.name
-        args = {**self.args, **cfg.args}
-        manifest.require_column(column, cfg.name)
-        rows = [r for r in manifest.rows if r.get("split") == train_split] or manifest.rows
-        caps = [c for r in rows for c in _split(r.get(column, ""), cfg.separator)]
-        if not caps:
-            raise DataError(f"{manifest.path}: caption task '{cfg.name}' has no caption in column '{column}'")
-        return Tokenizer.build(caps, min_count=int(args["min_count"]), max_len=int(args["max_len"])).vocab
-
-    def out_dim(self, task):
-        return len(task.classes)
-
-    def build_head(self, task: Task, tap_dim: int, layout: str) -> nn.Module:
-        return CaptionHead(task, tap_dim, layout)
-
-    def empty_target(self, task):
-        n, length = task.args["max_refs"], task.args["max_len"] + 2
-        return torch.zeros(n, length, dtype=torch.long), torch.zeros(n, length, dtype=torch.bool)
-
-    def encode(self, task, cell, where):
-        return self._encode_refs(task, _split(cell, task.separator))
-
-    def encode_row(self, task, cells: dict, where: str):
-        refs = _split(cells.get(task.column, ""), task.separator)
-        extra = task.args.get("refs_column")
-        if refs and extra:
-            refs += [r for r in _split(cells.get(extra, ""), task.separator) if r not in refs]
-        return self._encode_refs(task, refs)
-
-    def _encode_refs(self, task, refs: list[str]):
-        target, mask = self.empty_target(task)
-        tok = tokenizer_for(task)
-        for i, ref in enumerate(refs[: task.args["max_refs"]]):
-            ids = torch.tensor(tok.encode(ref), dtype=torch.long)
-            target[i], mask[i] = ids, ids != PAD_ID
-        return target, mask
-
-    def loss(self, task, output, target, mask):
-        if output.ndim != 3:
-            raise ValueError(
-                "caption loss needs teacher-forced logits [B, L-1, V] (mode 'train' with targets)"
-            )
-        return masked_token_cross_entropy(
-            output, target[:, 0, 1:], mask[:, 0, 1:], label_smoothing=task.label_smoothing
-        )
-
-    def compute_metrics(self, task, output, target, mask):
-        ids = np.asarray(output).astype(np.int64)
-        tgt = np.asarray(target).astype(np.int64)
-        m = np.asarray(mask).astype(bool).reshape(tgt.shape)
-        if ids.ndim != 2 or tgt.ndim != 3:
-            raise ValueError(
-                f"caption metrics need decoded ids [N, L] and targets [N, R, L], got {ids.shape}"
-            )
-        valid = m[:, 0, 0]
-        if not valid.any():
-            return {}
-        tok = tokenizer_for(task)
-        hyps, refs = [], []
-        for i in np.flatnonzero(valid):
-            hyps.append(tok.tokens(ids[i]))
-            refs.append([tok.tokens(tgt[i, r]) for r in range(tgt.shape[1]) if m[i, r, 0]])
-        res = caption_scores(hyps, refs)
-        pos = m[valid, 0, 1:]  # the first reference's words and its <eos>
-        length = min(ids.shape[1], tgt.shape[2])
-        agree = ids[valid, 1:length] == tgt[valid, 0, 1:length]
-        res["token_acc"] = float(agree[pos[:, : length - 1]].mean()) if pos.any() else 0.0
-        return {k: v for k, v in res.items() if k in task.metrics}
-
-    def decode(self, task, output, k=3):
-        tok = tokenizer_for(task)
-        if output.ndim == 3:  # teacher-forced logits
-            output = output.argmax(-1)
-        return [tok.decode(row.tolist()) for row in output.long()]
-
-
-def _split(cell: str, separator: str) -> list[str]:
-    return [c.strip() for c in cell.split(separator) if c.strip()] if cell else []
-
-
-def caption_references(task: Task, cells: dict) -> list[str]:
-    """Every reference caption of a manifest row for this task (main column first)."""
-    refs = _split(cells.get(task.column, ""), task.separator)
-    if task.args.get("refs_column"):
-        refs += [r for r in _split(cells.get(task.args["refs_column"], ""), task.separator) if r not in refs]
-    return refs
-
-
 __all__ = [
     "BOS",
     "EOS",
     "PAD",
     "UNK",
-    "CaptionHead",
-    "CaptionKind",
     "LSTMDecoder",
     "Tokenizer",
     "TransformerDecoder",
@@ -545,5 +371,6 @@ __all__ = [
     "cider_d",
     "greedy_decode",
     "rouge_l",
+    "split_captions",
     "words",
 ]

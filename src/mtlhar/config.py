@@ -22,16 +22,13 @@ import yaml
 
 from .errors import ConfigError
 
-# the aliases of mtlhar.models.temporal.TEMPORAL
-TemporalName = Literal["mean", "max", "pyramid", "lstm", "gru", "tconv", "subevents", "tgm", "transformer"]
-
 
 @dataclass
 class TaskConfig:
     """One task of an experiment. See `mtlhar.tasks.Task` for the meaning of each field."""
 
     name: str
-    kind: Literal["classification", "multilabel", "regression", "caption"] = "classification"
+    kind: str = "classification"  # a name in mtlhar.kinds.KINDS (checked through RANGES)
     column: str | None = None
     num_classes: int | None = None
     classes: list[str] | None = None
@@ -42,7 +39,7 @@ class TaskConfig:
     weight: float = 1.0
     parent: str | None = None
     tap: str = "pooled"
-    temporal: TemporalName = "mean"
+    temporal: str = "mean"  # an alias in mtlhar.models.temporal.TEMPORAL (checked through RANGES)
     temporal_args: dict[str, Any] = field(default_factory=dict)  # e.g. {filters: 8} for subevents
     hidden: int = 0
     dropout: float = 0.0
@@ -175,6 +172,35 @@ class Pattern:
 
 DEVICE = Pattern(r"auto|cpu|mps|cuda(:[0-9]+)?", "'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
 
+
+class Names(Pattern):
+    """Allowed values of a string field: the names of a registry, read each time a value is checked (so a
+    name registered after this module loads counts, and the list is never copied here)."""
+
+    def __init__(self, names: typing.Callable[[], list[str]]):
+        object.__setattr__(self, "names", names)
+
+    @property
+    def regex(self) -> str:
+        return "|".join(re.escape(n) for n in self.names())
+
+    @property
+    def allowed(self) -> str:
+        return ", ".join(repr(n) for n in self.names())
+
+
+def _task_kinds() -> list[str]:
+    from .kinds import kind_names  # the registry of task kinds (it never imports this module)
+
+    return kind_names()
+
+
+def _temporal_modules() -> list[str]:
+    from .models.temporal import TEMPORAL
+
+    return list(TEMPORAL)
+
+
 # The allowed values of every numeric field (of each item of a list field), checked when a config loads:
 # ">= a", "> a" or an interval "[a, b)", "(a, b]", ... Floats must also be finite (NaN and inf refused) and
 # integers lie in [-2**63, 2**63); a field typed `X | None` also takes null. Types and Literal choices are
@@ -188,6 +214,8 @@ RANGES: dict[type, dict[str, str | Pattern]] = {
         "dropout": "[0, 1)",
         "label_smoothing": "[0, 1)",
         "logit_adjust": ">= 0",  # tau; mtlhar.tasks.build_task refuses negative values too
+        "kind": Names(_task_kinds),
+        "temporal": Names(_temporal_modules),
     },
     DataConfig: {
         "frames": ">= 1",

@@ -78,41 +78,12 @@ def predict_outputs(
     return pred
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-_EPS = 1e-12
-# How each kind averages its outputs over views: (into the averaging space, back to an output). The
-# mean of softmax probabilities comes back as its log, a logit whose softmax is that mean, so metrics,
-# decoding and saved predictions treat it like any other output.
-VIEW_MEANS = {
-    "classification": (_softmax, lambda p: np.log(np.maximum(p, _EPS))),
-    "multilabel": (
-        lambda z: 1 / (1 + np.exp(-z)),
-        lambda p: np.log(np.clip(p, _EPS, 1 - _EPS)) - np.log1p(-np.clip(p, _EPS, 1 - _EPS)),
-    ),
-    "regression": (lambda z: z, lambda z: z),
-}
-
-
 def average_views(task: Task, outputs: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """One output per clip from the outputs of its views (rows `starts[i]` up to `starts[i + 1]`).
-
-    classification: mean softmax probabilities (returned as their log); multilabel: mean sigmoid
-    probabilities (returned as logits); regression: mean values; other kinds (captions): the first view.
-    A kind may define its own `average_views(task, outputs, starts)`.
-    """
-    own = getattr(task.spec, "average_views", None)
-    if own is not None:
-        return own(task, outputs, starts)
-    if task.kind not in VIEW_MEANS:
-        return outputs[starts]
-    to_space, back = VIEW_MEANS[task.kind]
-    values = to_space(outputs.astype(np.float64))
-    counts = np.diff(np.append(starts, len(outputs))).reshape(-1, *([1] * (outputs.ndim - 1)))
-    return back(np.add.reduceat(values, starts, axis=0) / counts).astype(outputs.dtype)
+    """One output per clip from the outputs of its views (rows `starts[i]` up to `starts[i + 1]`), as the
+    task's kind averages them (`TaskKind.average_views`): classification the mean softmax probabilities
+    (returned as their log), multilabel the mean sigmoid probabilities (as logits), regression the mean
+    values, captions the first view."""
+    return task.spec.average_views(task, outputs, starts)
 
 
 def _merge_views(pred: dict, rows: list[int], tasks: Sequence[Task]) -> dict:
@@ -151,7 +122,7 @@ def metrics_from_outputs(pred: dict, tasks: Sequence[Task], *, split: str | None
         m = msk.reshape(len(msk), -1)
         if m.shape[1] == 1:  # per-sample mask
             m = m[:, 0]
-        res[t.name] = t.spec.compute_metrics(t, out, tgt, m)
+        res[t.name] = t.spec.metrics(t, out, tgt, m)
     for t in tasks:  # hierarchies: consistency, mistake severity, hierarchical distance@k (on the finer task)
         parent = (t.hierarchy or {}).get("parent")
         if parent in pred["outputs"] and len(pred["outputs"][t.name]) and t.name in res:
@@ -166,16 +137,13 @@ def metrics_from_outputs(pred: dict, tasks: Sequence[Task], *, split: str | None
 
 
 def confusions(pred: dict, tasks: Sequence[Task]) -> dict[str, list]:
+    """The confusion matrix of every task whose kind has one (`TaskKind.confusion`)."""
     res = {}
     for t in tasks:
-        if t.kind == "classification" and len(pred["outputs"][t.name]):
-            cm = M.confusion(
-                pred["outputs"][t.name],
-                pred["targets"][t.name],
-                pred["masks"][t.name].reshape(-1),
-                num_classes=len(t.classes),
-            )
-            res[t.name] = cm.tolist()
+        if len(pred["outputs"][t.name]):
+            cm = t.spec.confusion(t, pred["outputs"][t.name], pred["targets"][t.name], pred["masks"][t.name])
+            if cm is not None:
+                res[t.name] = cm.tolist()
     return res
 
 

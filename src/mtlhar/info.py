@@ -6,9 +6,9 @@ import mtlhar
 
 from .balancing import BALANCERS
 from .data.dataset import STREAMS
+from .kinds import KINDS
 from .models.encoders import ENCODERS
 from .models.temporal import TEMPORAL
-from .tasks import KINDS
 
 DATASET_FORMATS = {
     "manifest": "CSV with id, path (or uri), split, group and one column per task; empty cell = no label",
@@ -22,7 +22,7 @@ def dataset_formats() -> dict[str, str]:
     return {**DATASET_FORMATS, **{k: v[1] for k, v in FORMATS.items()}}
 
 
-PLANNED = "dense decoding, pose, contrastive, distillation task kinds; ONNX export"
+PLANNED = "dense decoding (targets from a stream), pose, contrastive, distillation task kinds; ONNX export"
 
 
 def _pretrained() -> dict[str, str]:
@@ -71,8 +71,11 @@ def info() -> dict:
         "encoders": {k: v[1] for k, v in ENCODERS.items()},
         "temporal_modules": _temporal(),
         "task_kinds": {
-            k: f"loss {'/'.join(v.losses)}; metrics {', '.join(v.default_metrics)}" for k, v in KINDS.items()
+            k: f"loss {'/'.join(v.losses)}; metrics {', '.join(v.default_metrics)} (main {v.default_main})"
+            for k, v in KINDS.items()
         },
+        "task_kind_api": "a new kind: a subclass of mtlhar.kinds.TaskKind (every hook, with its default, in "
+        "mtlhar/kinds/base.py) given to mtlhar.kinds.register; tests/test_kinds.py checks every kind",
         "balancers": {k: v[1] for k, v in BALANCERS.items()},
         "gradient_balancer_args": "every gradient method: mode (representation | parameters), update_every "
         "(solve every k steps), diagnostics_every; gradnorm: alpha, lr, update_every (norms every k steps)",

@@ -52,13 +52,17 @@ __all__ = [
     "classification_metrics",
     "confusion",
     "delta_m",
+    "average_precisions",
     "hierarchy_metrics",
+    "mean_ap",
     "multilabel_metrics",
     "per_class_f1",
     "regression_metrics",
 ]
 
-#: metric name -> True when higher is better.
+#: metric name -> True when higher is better, for the metrics computed here and in `mtlhar.captions`.
+#: The package's kinds take their `metric_directions` from it; `mtlhar.kinds.metric_direction` answers by
+#: name for every registered kind (a kind registered later declares its own).
 METRIC_DIRECTIONS: dict[str, bool] = {
     "top1": True,
     "top5": True,
@@ -199,6 +203,26 @@ def regression_metrics(pred: Any, target: Any, mask: Any = None) -> dict[str, fl
         return {}
     d = p[m] - t[m]
     return {"mae": float(np.mean(np.abs(d))), "rmse": float(np.sqrt(np.mean(d**2)))}
+
+
+def average_precisions(scores: np.ndarray, target: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Average precision of every class at once: scores, target (0/1), valid [N, C] -> AP [C] (NaN for a
+    class without a valid positive). The usual definition (mean over positives of the precision at their
+    rank); equal to sklearn's `average_precision_score` when scores are not tied."""
+    z = np.where(valid, scores, -np.inf)
+    y = np.where(valid, target, 0).astype(np.float64)
+    order = np.argsort(-z, axis=0, kind="stable")
+    ys = np.take_along_axis(y, order, axis=0)
+    hits = np.cumsum(ys, axis=0)
+    precision = hits / np.arange(1, len(ys) + 1)[:, None]
+    npos = ys.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(npos > 0, (precision * ys).sum(0) / npos, np.nan)
+
+
+def mean_ap(scores: np.ndarray, target: np.ndarray, valid: np.ndarray) -> float:
+    ap = average_precisions(scores, target, valid)
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
 
 
 def confusion(logits_or_pred: Any, target: Any, mask: Any = None, *, num_classes: int) -> np.ndarray:

@@ -20,30 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import metrics as M
+from .metrics import average_precisions, mean_ap  # noqa: F401  (importable from here as before)
 
+# By metric name, for callers that have no task at hand: the package's kinds' `per_clip_metrics` and
+# `set_metrics`. A task's own kind says it for any kind (`task.spec.per_clip_metrics`, `.set_metrics`).
 PER_CLIP = {"top1", "mae"}
-
-
-def average_precisions(scores: np.ndarray, target: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Average precision of every class at once: scores, target (0/1), valid [N, C] -> AP [C] (NaN for a
-    class without a valid positive). The usual definition (mean over positives of the precision at their
-    rank); equal to sklearn's `average_precision_score` when scores are not tied."""
-    z = np.where(valid, scores, -np.inf)
-    y = np.where(valid, target, 0).astype(np.float64)
-    order = np.argsort(-z, axis=0, kind="stable")
-    ys = np.take_along_axis(y, order, axis=0)
-    hits = np.cumsum(ys, axis=0)
-    precision = hits / np.arange(1, len(ys) + 1)[:, None]
-    npos = ys.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(npos > 0, (precision * ys).sum(0) / npos, np.nan)
-
-
-def mean_ap(scores: np.ndarray, target: np.ndarray, valid: np.ndarray) -> float:
-    ap = average_precisions(scores, target, valid)
-    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
-
-
 SET_METRICS = {"mAP": mean_ap}
 
 
@@ -105,16 +86,19 @@ def randomisation_test(
 def per_clip_scores(
     task, output: np.ndarray, target: np.ndarray, mask: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-clip main score and a validity mask: top-1 correctness or absolute error (mean over outputs)."""
-    m = mask.reshape(len(mask), -1)
-    if task.kind == "classification":
-        return (output.argmax(-1) == target).astype(np.float64), m[:, 0].astype(bool)
-    if task.kind == "regression":
-        err = np.abs(output - target).reshape(len(output), -1)
-        valid = np.broadcast_to(m, err.shape)
-        per = np.where(valid, err, 0).sum(1) / np.maximum(valid.sum(1), 1)
-        return per, valid.any(1)
-    raise ValueError(f"no per-clip score for kind {task.kind}")
+    """Per-clip score and a validity mask from the task's kind (`TaskKind.per_clip_scores`: top-1
+    correctness, absolute error averaged over outputs, ...); ValueError for a kind that has none."""
+    return task.spec.per_clip_scores(task, output, target, mask)
+
+
+def has_per_clip_scores(task, metric: str) -> bool:
+    """Whether `metric` of `task` is the mean of its kind's per-clip scores (bootstrap over clips)."""
+    return metric in task.spec.per_clip_metrics
+
+
+def set_metric(task, metric: str):
+    """The function recomputing set metric `metric` of `task` on a resample of clips, or None."""
+    return task.spec.set_metrics.get(metric)
 
 
 def bootstrap_seeds_clips(

@@ -2,33 +2,27 @@
 
 A `Task` names its label column, its kind, its loss and metrics (with direction), its role (primary tasks
 count in the multi-task score; auxiliary tasks are reported but not counted), its weight, an optional
-parent (hierarchy) and the encoder tap its head reads. The kind supplies everything that differs between
-tasks: how a manifest cell becomes a target and a mask, the head's output size, the loss and the metrics.
+parent (hierarchy) and the encoder tap its head reads. The kind (`task.spec`, from `mtlhar.kinds.KINDS`)
+supplies everything that differs between tasks: where the target comes from, the head, the loss, the
+metrics and their directions, how the report shows an output (see `mtlhar.kinds.base.TaskKind`).
 
-Kinds here: single-label classification, multi-label classification, regression. Later kinds (caption,
-dense decoding, pose, contrastive, distillation) plug in as further `TaskKind` classes in `KINDS`.
+Kinds in the package: single-label classification, multi-label classification, regression, caption; a
+new one is a `TaskKind` subclass given to `mtlhar.kinds.register`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import torch
-from torch import Tensor
-
-from . import metrics as M
-from .config import TaskConfig
 from .errors import ConfigError, DataError
-from .objectives import (
-    class_balanced_weights,
-    logit_adjustment,
-    masked_bce,
-    masked_cross_entropy,
-    masked_regression,
-)
+from .kinds import KINDS, TaskKind, kinds_with
+from .kinds.caption import CaptionKind
+from .kinds.classification import Classification
+from .kinds.multilabel import MultiLabel
+from .kinds.regression import Regression
 
 
 @dataclass
@@ -66,7 +60,7 @@ class Task:
 
     @property
     def higher_is_better(self) -> bool:
-        return M.METRIC_DIRECTIONS.get(self.main_metric, True)
+        return self.spec.higher_is_better(self.main_metric)
 
     @property
     def index(self) -> dict[str, int]:
@@ -79,9 +73,8 @@ class Task:
         return cached
 
     def to_dict(self) -> dict[str, Any]:
-        keys = TaskConfig.__dataclass_fields__.keys()
-        out = {k: getattr(self, k) for k in keys if hasattr(self, k)}
-        out["classes"] = self.classes
+        """The config's fields (a `TaskConfig` has each of them), then what the data resolved."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _RESOLVED}
         out["num_outputs"] = self.num_outputs
         out["num_classes"] = len(self.classes) if self.classes is not None else None
         out["hierarchy"] = self.hierarchy
@@ -89,233 +82,27 @@ class Task:
         return out
 
 
-class TaskKind:
-    """Behaviour shared by all tasks of one kind."""
-
-    name = ""
-    default_loss = ""
-    losses: tuple[str, ...] = ()
-    default_metrics: tuple[str, ...] = ()
-    default_main: str = ""
-    needs_classes = True
-    args: dict[str, Any] = {}  # kind-specific `args` keys and their defaults
-
-    def out_dim(self, task: Task) -> int:
-        return len(task.classes or [])
-
-    def empty_target(self, task: Task) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
-
-    def encode(self, task: Task, cell: str, where: str) -> tuple[Tensor, Tensor]:
-        """Manifest cell -> (target, mask). An empty cell means "no label": mask False."""
-        raise NotImplementedError
-
-    def loss(self, task: Task, output: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
-
-    def label_count(self, task: Task, target: Tensor, mask: Tensor) -> Tensor:
-        """The count `loss` divides its sum by, from the targets alone (the mask broadcast to the target's
-        shape): it weights the micro-batches of an accumulated step."""
-        return torch.broadcast_to(mask, target.shape).sum()
-
-    def compute_metrics(self, task: Task, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
-        raise NotImplementedError
-
-    def decode(self, task: Task, output: Tensor, k: int = 3) -> Any:
-        raise NotImplementedError
-
-
-class Classification(TaskKind):
-    name = "classification"
-    default_loss = "ce"
-    losses = ("ce", "class_balanced")
-    default_metrics = (
-        "top1",
-        "top5",
-        "mean_class_acc",
-        "macro_precision",
-        "macro_recall",
-        "macro_f1",
-        "roc_auc",
-    )
-    default_main = "top1"
-    # hierarchy: CSV mapping the finer task's classes to the coarser task's (see `parent`);
-    # beta: of the class-balanced loss (`loss: class_balanced`, Cui et al. 2019)
-    args = {"hierarchy": None, "beta": 0.999}
-
-    def check_args(self, args, where):
-        beta = args.get("beta")
-        if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 <= beta < 1:
-            raise ConfigError(
-                f"config key '{where}.beta': got {beta!r}, allowed values are numbers in [0, 1)"
-            )
-
-    def empty_target(self, task):
-        return torch.tensor(0, dtype=torch.long), torch.tensor(False)
-
-    def encode(self, task, cell, where):
-        if cell == "":
-            return self.empty_target(task)
-        idx = task.index.get(cell)
-        if idx is None:
-            raise DataError(
-                f"{where}: label {cell!r} of task '{task.name}' is not one of its {len(task.index)} classes"
-            )
-        return torch.tensor(idx, dtype=torch.long), torch.tensor(True)
-
-    def loss(self, task, output, target, mask):
-        weight = offset = None
-        if task.loss == "class_balanced":
-            weight = class_balanced_weights(
-                _train_counts(task, "loss: class_balanced"), task.args.get("beta", 0.999)
-            )
-        if task.logit_adjust:
-            offset = logit_adjustment(_train_counts(task, "logit_adjust"), task.logit_adjust)
-        return masked_cross_entropy(
-            output,
-            target,
-            mask,
-            label_smoothing=task.label_smoothing,
-            class_weight=weight,
-            logit_offset=offset,
-        )
-
-    def compute_metrics(self, task, output, target, mask):
-        res = M.classification_metrics(output, target, mask, num_classes=len(task.classes))
-        return {k: v for k, v in res.items() if k in task.metrics}
-
-    def decode(self, task, output, k=3):
-        prob = output.float().softmax(-1)
-        top = prob.topk(min(k, prob.shape[-1]), dim=-1)
-        return [
-            [(task.classes[i], float(p)) for p, i in zip(ps.tolist(), ix.tolist())]
-            for ps, ix in zip(top.values, top.indices)
-        ]
-
-
-def _train_counts(task: Task, what: str) -> list[int]:
-    if task.class_counts is None:
-        raise ConfigError(
-            f"task '{task.name}': {what} needs the class counts of the training split; the trainer sets them "
-            "(`mtlhar.tasks.fit_class_counts`) before the first step"
-        )
-    return task.class_counts
+_RESOLVED = ("num_outputs", "hierarchy", "class_counts")  # Task fields a TaskConfig does not have
 
 
 def fit_class_counts(tasks: list[Task], labels: list[dict]) -> None:
-    """Store on every single-label classification task its per-class counts among `labels` (the encoded
-    labels of the training split: {task: (target, mask)} per clip); unlabelled clips are not counted."""
+    """Store on every task whose kind counts classes (`TaskKind.class_counts`: single-label classification)
+    its per-class counts among `labels` (the encoded labels of the training split: {task: (target, mask)}
+    per clip); unlabelled clips are not counted."""
     for t in tasks:
-        if t.kind != "classification":
-            continue
-        counts = [0] * len(t.classes)
-        for lab in labels:
-            target, mask = lab[t.name]
-            if bool(mask.all()):
-                counts[int(target)] += 1
-        t.class_counts = counts
-
-
-class MultiLabel(TaskKind):
-    name = "multilabel"
-    default_loss = "bce"
-    losses = ("bce",)
-    default_metrics = ("mAP", "macro_f1", "exact_match")
-    default_main = "mAP"
-
-    def empty_target(self, task):
-        return torch.zeros(len(task.classes)), torch.tensor([False])
-
-    def encode(self, task, cell, where):
-        if cell == "":
-            return self.empty_target(task)
-        target = torch.zeros(len(task.classes))
-        for label in cell.split(task.separator):
-            label = label.strip()
-            if label == "":
-                continue
-            idx = task.index.get(label)
-            if idx is None:
-                raise DataError(f"{where}: label {label!r} of task '{task.name}' is not one of its classes")
-            target[idx] = 1.0
-        return target, torch.tensor([True])
-
-    def loss(self, task, output, target, mask):
-        return masked_bce(output, target, mask)
-
-    def compute_metrics(self, task, output, target, mask):
-        res = M.multilabel_metrics(output, target, mask)
-        return {k: v for k, v in res.items() if k in task.metrics}
-
-    def decode(self, task, output, k=3):
-        prob = output.float().sigmoid()
-        return [
-            [(task.classes[i], float(p[i])) for i in torch.nonzero(p >= 0.5).flatten().tolist()] for p in prob
-        ]
-
-
-class Regression(TaskKind):
-    name = "regression"
-    default_loss = "mse"
-    losses = ("mse", "l1", "smooth_l1")
-    default_metrics = ("mae", "rmse")
-    default_main = "mae"
-    needs_classes = False
-
-    def out_dim(self, task):
-        return task.num_outputs
-
-    def empty_target(self, task):
-        return torch.zeros(task.num_outputs), torch.tensor([False])
-
-    def encode(self, task, cell, where):
-        if cell == "":
-            return self.empty_target(task)
-        try:
-            values = [float(v) for v in cell.split(task.separator)]
-        except ValueError:
-            raise DataError(
-                f"{where}: value {cell!r} of regression task '{task.name}' is not a number"
-            ) from None
-        if len(values) != task.num_outputs or not all(math.isfinite(v) for v in values):
-            raise DataError(
-                f"{where}: task '{task.name}' expects {task.num_outputs} finite value(s), got {cell!r}"
-            )
-        return torch.tensor(values, dtype=torch.float32), torch.tensor([True])
-
-    def loss(self, task, output, target, mask):
-        return masked_regression(output, target, mask, loss=task.loss)
-
-    def compute_metrics(self, task, output, target, mask):
-        res = M.regression_metrics(output, target, mask)
-        return {k: v for k, v in res.items() if k in task.metrics}
-
-    def decode(self, task, output, k=3):
-        return [[round(float(v), 4) for v in row] for row in output.float()]
-
-
-def _kinds() -> dict[str, TaskKind]:
-    from .captions import CaptionKind  # defined beside its tokenizer and decoders
-
-    return {k.name: k for k in (Classification(), MultiLabel(), Regression(), CaptionKind())}
-
-
-KINDS: dict[str, TaskKind] = _kinds()
+        counts = t.spec.class_counts(t, [lab[t.name] for lab in labels])
+        if counts is not None:
+            t.class_counts = counts
 
 
 # Options every task kind takes: a negative control whose labels are permuted across the clips of each
 # split (`mtlhar.data.dataset.ClipDataset`), with the permutation's seed; and the class-name pairs that
-# trade places when a clip is flipped (`flip_swap`, checked by `mtlhar.data.transforms.flip_permutations`).
+# trade places when a clip is flipped (`flip_swap`, read by the kind's `flip_permutation`).
 COMMON_ARGS = {"shuffle_labels": False, "shuffle_seed": 0, "flip_swap": None}
 
 
-def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "tasks") -> Task:
-    """Resolve a TaskConfig into a Task, given the label space found in the data (if the config has none)."""
-    kind = KINDS.get(cfg.kind)
-    if kind is None:
-        raise ConfigError(
-            f"config key '{where}.kind': {cfg.kind!r} is not a task kind; choose from {sorted(KINDS)}"
-        )
+def _check_choices(cfg, kind: TaskKind, classes: list[str] | None, where: str) -> tuple[str, list, list]:
+    """(loss, label space, metrics) of a task config, each checked against what its kind offers."""
     loss = cfg.loss or kind.default_loss
     if loss not in kind.losses:
         raise ConfigError(
@@ -337,6 +124,11 @@ def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "
         raise ConfigError(
             f"config key '{where}.metrics': {unknown} not available for {kind.name}; choose from {kind.default_metrics}"
         )
+    return loss, resolved, metrics
+
+
+def _check_args(cfg, kind: TaskKind, where: str) -> dict[str, Any]:
+    """The kind's `args` defaults with the config's values, checked by the kind."""
     unknown_args = sorted(set(cfg.args) - set(kind.args) - set(COMMON_ARGS))
     if unknown_args:
         raise ConfigError(
@@ -344,19 +136,32 @@ def build_task(cfg: TaskConfig, classes: list[str] | None = None, where: str = "
             f"allowed: {sorted(set(kind.args) | set(COMMON_ARGS))}"
         )
     args = {**kind.args, **{k: v for k, v in cfg.args.items() if k not in COMMON_ARGS or v}}
-    if hasattr(kind, "check_args"):
-        kind.check_args(args, f"{where}.args")
+    kind.check_args(args, f"{where}.args")
     if cfg.logit_adjust is not None:
-        if kind.name != "classification":
+        if not kind.supports_logit_adjust:
+            allowed = ", ".join(repr(k) for k in kinds_with("supports_logit_adjust"))
             raise ConfigError(
                 f"config key '{where}.logit_adjust': only single-label classification tasks take it "
-                f"(task '{cfg.name}' is {kind.name!r}); allowed kinds: 'classification'"
+                f"(task '{cfg.name}' is {kind.name!r}); allowed kinds: {allowed}"
             )
         if not 0 <= cfg.logit_adjust < math.inf:
             raise ConfigError(
                 f"config key '{where}.logit_adjust': got {cfg.logit_adjust!r}, allowed values are finite "
                 "numbers >= 0 (tau; 1.0 is the usual choice)"
             )
+    return args
+
+
+def build_task(cfg, classes: list[str] | None = None, where: str = "tasks") -> Task:
+    """Resolve a `mtlhar.config.TaskConfig` into a Task, given the label space found in the data (if the
+    config has none)."""
+    kind = KINDS.get(cfg.kind)
+    if kind is None:
+        raise ConfigError(
+            f"config key '{where}.kind': {cfg.kind!r} is not a task kind; choose from {sorted(KINDS)}"
+        )
+    loss, resolved, metrics = _check_choices(cfg, kind, classes, where)
+    args = _check_args(cfg, kind, where)
     main = cfg.main_metric or kind.default_main
     if main not in metrics:
         raise ConfigError(
@@ -471,8 +276,9 @@ def link_hierarchies(tasks: list[Task], manifest) -> None:
             continue
         other = by_name[t.parent]
         where = f"task '{t.name}' (parent {other.name!r})"
-        if t.kind != "classification" or other.kind != "classification":
-            raise ConfigError(f"{where}: a hierarchy links two classification tasks")
+        if not (t.spec.supports_hierarchy and other.spec.supports_hierarchy):
+            allowed = " or ".join(kinds_with("supports_hierarchy"))
+            raise ConfigError(f"{where}: a hierarchy links two {allowed} tasks")
         fine, coarse = (t, other) if len(t.classes) >= len(other.classes) else (other, t)
         csv_path = fine.args.get("hierarchy") or coarse.args.get("hierarchy")
         beside = manifest.path.parent / "hierarchy.csv"
@@ -494,3 +300,22 @@ def link_hierarchies(tasks: list[Task], manifest) -> None:
         mapping = mapping_from_manifest(manifest, fine, coarse, base)
         hierarchy_index(fine, coarse, mapping, where)
         fine.hierarchy = {"parent": coarse.name, "map": {c: mapping[c] for c in fine.classes}}
+
+
+__all__ = [
+    "COMMON_ARGS",
+    "KINDS",
+    "CaptionKind",
+    "Classification",
+    "MultiLabel",
+    "Regression",
+    "Task",
+    "TaskKind",
+    "build_task",
+    "fit_class_counts",
+    "hierarchy_index",
+    "link_hierarchies",
+    "mapping_from_manifest",
+    "read_hierarchy_csv",
+    "task_from_dict",
+]

@@ -34,14 +34,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import checkpoint
 from .config import RunConfig, merge_dicts
 from .data.dataset import ClipDataset, collate, resolve_tasks
 from .data.manifest import Manifest
 from .errors import ConfigError, DataError
-from .evaluate import load_run, save_predictions
+from .evaluate import load_predictions, load_run, save_predictions
+from .kinds import KINDS, kinds_with
+from .tasks import build_task
 
 PROBES = ("linear", "mlp", "finetune")
 
@@ -87,12 +88,6 @@ def extract_features(model, dataset: ClipDataset, *, tap: str, batch_size: int =
     return {"x": torch.cat(feats), "targets": torch.cat(tgts), "masks": torch.cat(msks), "ids": ids}
 
 
-def _probe(kind: str, dim: int, out: int, hidden: int, dropout: float) -> nn.Module:
-    if kind == "linear":
-        return nn.Linear(dim, out)
-    return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out))
-
-
 def _score(task, metrics: dict) -> float:
     v = metrics.get(task.main_metric)
     if v is None:
@@ -102,7 +97,7 @@ def _score(task, metrics: dict) -> float:
 
 def _metrics(task, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict:
     m = mask.numpy().reshape(len(mask), -1)
-    return task.spec.compute_metrics(task, output.numpy(), target.numpy(), m[:, 0] if m.shape[1] == 1 else m)
+    return task.spec.metrics(task, output.numpy(), target.numpy(), m[:, 0] if m.shape[1] == 1 else m)
 
 
 def transfer(
@@ -139,14 +134,7 @@ def transfer(
         raise ConfigError(
             f"--tap: {tap!r} is not a tap of this encoder; taps are {sorted(model.encoder.taps)}"
         )
-    names = [t.name for t in target.tasks]
-    if task is None:
-        task = next(t.name for t in target.tasks if t.role == "primary")
-    if task not in names:
-        raise ConfigError(f"--task: {task!r} is not a task of the target config; tasks are {names}")
-    tcfg = next(t for t in target.tasks if t.name == task)
-    if tcfg.kind == "caption":
-        raise ConfigError(f"--task {task}: transfer probes classification, multilabel or regression tasks")
+    tcfg = _target_task(target, task)
     manifest = manifest or prepare_data(target)
     (ttask,) = resolve_tasks([tcfg], manifest)
     d = target.data
@@ -164,16 +152,11 @@ def transfer(
         key = hashlib.sha256(
             json.dumps([_file_hash(ckpt), tap, ttask.name, ttask.classes, d.frames, d.size]).encode()
         ).hexdigest()[:12]
-        feats = {}
-        for split in [splits["train"], splits["val"], *test_splits]:
-            cache = Path(cache_dir or out / "features") / f"{split}-{key}-{manifest.split_hash(split)}.pt"
-            if cache.is_file():
-                feats[split] = checkpoint.load(cache, what="feature cache")
-                continue
-            ds = _dataset(target, src, manifest, [ttask], split, train=False)
-            feats[split] = extract_features(model, ds, tap=tap, batch_size=batch_size, device=device)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            checkpoint.save(feats[split], cache)
+        feats = {
+            split: _cached_features(model, target, src, manifest, ttask, split, tap=tap, batch_size=batch_size,
+                                    device=device, cache=Path(cache_dir or out / "features"), key=key)
+            for split in [splits["train"], splits["val"], *test_splits]
+        }  # fmt: skip
         result = _fit_probe(probe, ttask, feats, splits, test_splits, out, epochs=epochs, lr=lr or 3e-3,
                             batch_size=batch_size, hidden=hidden, dropout=dropout, seed=seed)  # fmt: skip
         after = model.encoder.state_dict()
@@ -196,6 +179,36 @@ def transfer(
     return result
 
 
+def _target_task(target: RunConfig, task: str | None):
+    """The config of the target task `task` (default: the first primary task); its kind must transfer."""
+    names = [t.name for t in target.tasks]
+    if task is None:
+        task = next(t.name for t in target.tasks if t.role == "primary")
+    if task not in names:
+        raise ConfigError(f"--task: {task!r} is not a task of the target config; tasks are {names}")
+    tcfg = next(t for t in target.tasks if t.name == task)
+    if not KINDS[tcfg.kind].transfers:
+        allowed = ", ".join(kinds_with("transfers"))
+        raise ConfigError(
+            f"--task {task}: a {tcfg.kind} task has no transfer probe; transfer probes {allowed} tasks"
+        )
+    return tcfg
+
+
+def _cached_features(model, target, src, manifest, task, split: str, *, tap, batch_size, device, cache: Path,
+                     key: str) -> dict:  # fmt: skip
+    """The frozen features of one split, from the cache folder when extracted before (same checkpoint, tap,
+    task, input settings and split rows), else extracted and cached."""
+    path = cache / f"{split}-{key}-{manifest.split_hash(split)}.pt"
+    if path.is_file():
+        return checkpoint.load(path, what="feature cache")
+    ds = _dataset(target, src, manifest, [task], split, train=False)
+    feats = extract_features(model, ds, tap=tap, batch_size=batch_size, device=device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(feats, path)
+    return feats
+
+
 def _fit_probe(probe, task, feats, splits, test_splits, out: Path, *, epochs, lr, batch_size, hidden, dropout,
                seed) -> dict:  # fmt: skip
     tr, va = feats[splits["train"]], feats[splits["val"]]
@@ -203,7 +216,7 @@ def _fit_probe(probe, task, feats, splits, test_splits, out: Path, *, epochs, lr
     norm = lambda x: (x - mean) / std  # noqa: E731
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    head = _probe(probe, tr["x"].shape[1], task.spec.out_dim(task), hidden, dropout)
+    head = task.spec.build_probe(task, tr["x"].shape[1], probe, hidden, dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     x, y, m = norm(tr["x"]), tr["targets"], tr["masks"]
     best, best_state, best_epoch = -float("inf"), None, -1
@@ -408,6 +421,7 @@ def study_transfer(spec, plan, out: Path, manifest_path: str, *, quick: bool, lo
     summary = []
     for (group, probe), runs in records.items():
         first = runs[0]
+        ttask = build_task(target.tasks[0], first.get("classes"))
         for split, ms in first["metrics"].items():
             for metric in ms:
                 values = [r["metrics"][split][metric] for r in runs if metric in r["metrics"].get(split, {})]
@@ -422,15 +436,14 @@ def study_transfer(spec, plan, out: Path, manifest_path: str, *, quick: bool, lo
                     "n_seeds": len(values),
                     "per_seed": values,
                 }
-                if metric == "top1":
+                if metric in ttask.spec.per_clip_metrics:
                     sc, va = [], []
                     for r in runs:
-                        from .evaluate import load_predictions
-
                         p = load_predictions(Path(r["_dir"]) / f"predictions_{split}.npz")
                         o, t, m = p["outputs"][tname], p["targets"][tname], p["masks"][tname]
-                        sc.append((o.argmax(-1) == t).astype(np.float64))
-                        va.append(m.reshape(len(m), -1)[:, 0].astype(bool))
+                        s_, v_ = stats.per_clip_scores(ttask, o, t, m)
+                        sc.append(s_)
+                        va.append(v_)
                     boot = stats.bootstrap_seeds_clips(np.stack(sc), np.stack(va))
                     entry["ci_lo"], entry["ci_hi"] = stats.interval(boot)
                     entry["ci_method"] = "bootstrap over target test clips x seeds"

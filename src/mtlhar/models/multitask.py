@@ -1,44 +1,62 @@
 """Heads and the multi-task model.
 
 `MultiTaskModel(encoder, tasks)`: the encoder returns named taps; each task's head picks its tap, owns its
-temporal module, and returns a `HeadOutput` (output + intermediates). Single-task training is the same
-model with one task.
+temporal module, and returns a `HeadOutput` (output + intermediates). A task's kind builds its head
+(`task.spec.build_head`: this module's `Head` unless the kind has its own, e.g. caption decoders).
+Single-task training is the same model with one task.
+
+This module knows nothing of tasks beyond that call (`mtlhar.kinds` builds `Head`s, so importing the
+task layer here would be a cycle).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..objectives import HeadOutput
-from ..tasks import Task
 from .temporal import build_temporal
 
 
 class Head(nn.Module):
-    """tap -> (spatial mean for maps) -> temporal module (for sequences) -> MLP -> task output."""
+    """tap -> (spatial mean for maps) -> temporal module (for sequences) -> MLP -> `out_dim` outputs.
 
-    def __init__(self, task: Task, tap_dim: int, layout: str):
+    Sizes, not a task: `temporal` is an alias of `models.temporal.TEMPORAL` built with `temporal_args`
+    (`where` names them in errors); `hidden` > 0 adds a ReLU layer, `dropout` > 0 a dropout before the
+    last layer. Task kinds build it (`TaskKind.build_head`) from a task's fields.
+    """
+
+    def __init__(
+        self,
+        tap_dim: int,
+        layout: str,
+        out_dim: int,
+        *,
+        temporal: str = "mean",
+        temporal_args: dict[str, Any] | None = None,
+        hidden: int = 0,
+        dropout: float = 0.0,
+        where: str = "temporal_args",
+    ):
         super().__init__()
         self.layout = layout
         self.temporal = (
-            build_temporal(
-                task.temporal, tap_dim, where=f"task '{task.name}': temporal_args", **task.temporal_args
-            )
+            build_temporal(temporal, tap_dim, where=where, **(temporal_args or {}))
             if layout in ("map", "sequence")
             else nn.Identity()
         )
         layers: list[nn.Module] = []
         dim = getattr(self.temporal, "out_dim", tap_dim)  # a temporal module may change the size
-        if task.hidden:
-            layers += [nn.Linear(dim, task.hidden), nn.ReLU()]
-            dim = task.hidden
-        if task.dropout:
-            layers.append(nn.Dropout(task.dropout))
-        layers.append(nn.Linear(dim, task.spec.out_dim(task)))
+        if hidden:
+            layers += [nn.Linear(dim, hidden), nn.ReLU()]
+            dim = hidden
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(dim, out_dim))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, tap: Tensor, targets: Tensor | None = None, mode: str = "train") -> HeadOutput:
@@ -60,7 +78,8 @@ class ModelOutput:
 
 
 class MultiTaskModel(nn.Module):
-    def __init__(self, encoder: nn.Module, tasks: Sequence[Task]):
+    def __init__(self, encoder: nn.Module, tasks: Sequence[Any]):
+        """`tasks`: resolved `mtlhar.tasks.Task`s (name, tap, kind)."""
         super().__init__()
         self.encoder = encoder
         self.tasks = {t.name: t for t in tasks}
@@ -71,8 +90,7 @@ class MultiTaskModel(nn.Module):
                     f"task '{t.name}': tap {t.tap!r} does not exist on this encoder; taps are {sorted(encoder.taps)}"
                 )
             dim, layout = encoder.taps[t.tap]
-            build = getattr(t.spec, "build_head", None)  # kinds with their own head (caption decoders)
-            heads[t.name] = build(t, dim, layout) if build else Head(t, dim, layout)
+            heads[t.name] = t.spec.build_head(t, dim, layout)
         self.heads = nn.ModuleDict(heads)
 
     @property

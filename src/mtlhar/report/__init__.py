@@ -17,6 +17,7 @@ import datetime
 import os
 from pathlib import Path
 
+from ..config import TaskConfig
 from . import plots, tables
 from .gallery import build_gallery
 from .study import StudyData
@@ -44,8 +45,8 @@ def build_report(study_dir: str | Path, out: str | Path | None = None, *, galler
     return path
 
 
-def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict:
-    """Compute every table and draw every figure; returns the template's variables."""
+def _figures(data: StudyData, out: Path) -> tuple[dict, str, list[dict]]:
+    """Draw every figure but the gallery's: (figures by section, the confusion note, frequency bands)."""
     figures: dict = {"bars": [], "curves": [], "confusion": [], "bands": [], "affinity": []}
     for i, split in enumerate(data.splits):
         name = plots.bar_chart(data, split, out / f"bars_{i}_{_safe(split)}.png")
@@ -69,9 +70,15 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
                 "groups": aff.get("suggested_groups"),
             }
         )
-    transfer = data.results.get("transfer") or []
-    top1 = [e for e in transfer if e.get("metric") == "top1"]
+    top1 = [e for e in data.results.get("transfer") or [] if e.get("metric") == "top1"]
     figures["transfer"] = plots.transfer_figure(top1, out / "transfer.png") if top1 else None
+    return figures, confusion_note, bands
+
+
+def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict:
+    """Compute every table and draw every figure; returns the template's variables."""
+    figures, confusion_note, bands = _figures(data, out)
+    transfer = data.results.get("transfer") or []
     results_json = data.dir / "results.json"
     rel = Path(_relpath(results_json, out))
     return {
@@ -97,7 +104,7 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
                 "name": n,
                 "role": data.role(n),
                 "metric": data.main_metric(n),
-                "kind": t.get("kind", "classification"),
+                "kind": t.get("kind", TaskConfig.kind),
             }
             for n, t in data.task_cfgs.items()
         ],
@@ -129,8 +136,9 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
 
 
 def _confusions(data: StudyData, out: Path) -> tuple[list[dict], str]:
-    """Confusion matrices of every classification task: first-seed STL baseline and the first seed of the
-    first group trained on several tasks (else of the first other variant, e.g. a single-task loss)."""
+    """Confusion matrices of every task whose kind has one (`TaskKind.confusion`): first-seed STL baseline
+    and the first seed of the first group trained on several tasks (else of the first other variant, e.g. a
+    single-task loss)."""
     split = data.first_split
     firsts = [data.groups[g][0] for g in data.mtl_groups]
     multi = [r for r in firsts if len(data.tasks_of(r)) > 1]

@@ -53,20 +53,7 @@ def build_gallery(data: StudyData, out_dir: Path, *, n_clips: int = 6) -> dict:
                 stl[name] = (data.groups[g][0], p, {i: k for k, i in enumerate(p["ids"])})
     info["stl_runs"] = {name: v[0] for name, v in stl.items()}
 
-    model = cfg = None
-    saliency_note = None
-    try:
-        from ..evaluate import load_run
-
-        model, _, cfg = load_run(data.run_dir(run))
-    except DataError as e:
-        saliency_note = f"no saliency: {e}"
-    if cfg is not None and cfg.data.stream != "rgb":
-        saliency_note = f"no saliency: the run reads the '{cfg.data.stream}' stream, not RGB video"
-        model = None
-    if model is not None and last_map_tap(model) is None:
-        saliency_note = "no saliency: the encoder has no space-time feature map"
-        model = None
+    model, cfg, saliency_note = _saliency_model(data.run_dir(run), primary)
     if saliency_note:
         info["notes"].append(saliency_note)
 
@@ -113,6 +100,23 @@ def build_gallery(data: StudyData, out_dir: Path, *, n_clips: int = 6) -> dict:
     return info
 
 
+def _saliency_model(run_dir: Path, primary: Task):
+    """(the run's model, or None where Grad-CAM cannot explain it; its config, or None; the reason)."""
+    from ..evaluate import load_run
+
+    try:
+        model, _, cfg = load_run(run_dir)
+    except DataError as e:
+        return None, None, f"no saliency: {e}"
+    if cfg.data.stream != "rgb":
+        return None, cfg, f"no saliency: the run reads the '{cfg.data.stream}' stream, not RGB video"
+    if last_map_tap(model) is None:
+        return None, cfg, "no saliency: the encoder has no space-time feature map"
+    if not primary.spec.saliency:
+        return None, cfg, f"no saliency: the output of a {primary.kind} task has no score to explain"
+    return model, cfg, None
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
@@ -124,10 +128,7 @@ def choose_clips(pred: dict, task: Task, rows: dict, n: int) -> list[int]:
     order = sorted(range(len(pred["ids"])), key=lambda k: pred["ids"][k])
     for k in order:
         valid = bool(np.asarray(msk[k]).reshape(-1)[0])
-        if task.kind == "classification" and valid:
-            right = int(np.argmax(out[k])) == int(tgt[k])
-        else:
-            right = None
+        right = task.spec.clip_correct(task, out[k], tgt[k], msk[k]) if valid else None
         buckets[(rows.get(pred["ids"][k], {}).get("domain", ""), right is not True, right is None)].append(k)
     keys = sorted(buckets)
     chosen: list[int] = []
@@ -139,39 +140,9 @@ def choose_clips(pred: dict, task: Task, rows: dict, n: int) -> list[int]:
 
 
 def describe(task: Task, pred: dict, name: str, k: int) -> tuple[str, str, bool | None]:
-    """(truth, prediction, correct) of task `name` for clip `k`, as text."""
-    out, tgt = pred["outputs"][name][k], pred["targets"][name][k]
-    mask = np.asarray(pred["masks"][name][k]).reshape(-1)
-    labelled = bool(mask.any())
-    if task.kind == "classification":
-        z = out.astype(np.float64)
-        prob = np.exp(z - z.max())
-        prob /= prob.sum()
-        c = int(np.argmax(z))
-        guess = f"{task.classes[c]} ({prob[c]:.0%})"
-        if not labelled:
-            return "(no label)", guess, None
-        return task.classes[int(tgt)], guess, c == int(tgt)
-    if task.kind == "caption":  # decoded ids [L]; targets [refs, L]: the first reference is shown
-        guess = task.spec.decode(task, torch.as_tensor(out).reshape(1, -1))[0]
-        if not labelled:
-            return "(no label)", guess, None
-        truth = task.spec.decode(task, torch.as_tensor(tgt).reshape(-1, np.shape(out)[-1])[:1])[0]
-        return truth, guess, guess == truth
-    if task.kind == "multilabel":
-        on = [task.classes[i] for i in np.flatnonzero(out > 0)]
-        truth = [task.classes[i] for i in np.flatnonzero(tgt > 0.5)]
-        guess = ", ".join(on) or "(none)"
-        if not labelled:
-            return "(no label)", guess, None
-        return ", ".join(truth) or "(none)", guess, set(on) == set(truth)
-    values = np.asarray(out, dtype=float).reshape(-1)
-    guess = ", ".join(f"{v:.3g}" for v in values)
-    if not labelled:
-        return "(no label)", guess, None
-    truth = np.asarray(tgt, dtype=float).reshape(-1)
-    err = float(np.mean(np.abs(values - truth)))
-    return ", ".join(f"{v:.3g}" for v in truth), f"{guess} (error {err:.3g})", None
+    """(truth, prediction, correct) of task `name` for clip `k`, as text (`TaskKind.describe`)."""
+    out, tgt, mask = pred["outputs"][name][k], pred["targets"][name][k], pred["masks"][name][k]
+    return task.spec.describe(task, out, tgt, mask)
 
 
 def model_input(manifest, row: dict, *, frames: int, size: int, sampler: str, stride: int):

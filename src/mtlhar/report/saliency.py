@@ -25,12 +25,16 @@ def grad_cam(
     """Grad-CAM of `task` for one clip.
 
     clip: the model's input for its stream, one sample (e.g. uint8 [3, T, H, W]). Returns the map
-    [T, H, W] in [0, 1] and the explained class index (None for regression, where the output's sum is
-    explained). Raises ValueError when the encoder has no map tap.
+    [T, H, W] in [0, 1] and the explained class index, as the task's kind chooses the score
+    (`TaskKind.saliency_score`: the top class's logit, or the outputs' sum with None for regression).
+    Raises ValueError when the encoder has no map tap or the kind has no score to explain.
     """
     tap = tap or last_map_tap(model)
     if tap is None:
         raise ValueError("the encoder has no space-time feature map tap: Grad-CAM needs one")
+    kind = model.tasks[task].spec
+    if not kind.saliency:
+        raise ValueError(f"task {task!r}: a {kind.name} output has no score for Grad-CAM to explain")
     model.eval()
     x = clip.unsqueeze(0)
     with torch.enable_grad():
@@ -39,14 +43,7 @@ def grad_cam(
         act.retain_grad()
         t = model.tasks[task]
         out = model.heads[task](taps[t.tap], None, "eval").output.float()
-        if t.kind == "classification":
-            cls = int(out[0].argmax())
-            score = out[0, cls]
-        elif t.kind == "multilabel":
-            cls = int(out[0].argmax())
-            score = out[0, cls]
-        else:
-            cls, score = None, out.sum()
+        score, cls = t.spec.saliency_score(t, out)
         model.zero_grad(set_to_none=True)
         score.backward()
     grad = act.grad.detach()[0]  # [C, T', H', W']

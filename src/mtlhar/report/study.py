@@ -17,7 +17,7 @@ import numpy as np
 from ..data.manifest import Manifest
 from ..errors import DataError
 from ..evaluate import load_predictions
-from ..metrics import METRIC_DIRECTIONS
+from ..kinds import metric_direction
 from ..tasks import Task, task_from_dict
 
 STL_COLOUR = "#4C72B0"
@@ -170,7 +170,8 @@ def is_stl(group: str) -> bool:
 
 
 def higher_is_better(metric: str) -> bool:
-    return METRIC_DIRECTIONS.get(metric, True)
+    """By name, as the registered task kinds declare it (True for a name none declares)."""
+    return metric_direction(metric)
 
 
 def read_curves(path: Path) -> Curves:

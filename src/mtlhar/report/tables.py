@@ -10,7 +10,7 @@ from collections import Counter
 
 import numpy as np
 
-from ..metrics import per_class_f1
+from ..errors import DataError
 from .study import StudyData, higher_is_better, is_stl
 
 ALPHA = 0.05  # significance level of the Holm-corrected paired tests
@@ -240,8 +240,9 @@ def split_domains(data: StudyData) -> list[dict]:
 
 # -------------------------------------------------------------------------------------------------
 def frequency_bands(data: StudyData, *, train_split: str = "train") -> list[dict]:
-    """Per classification task: classes banded head / middle / tail by training frequency tertiles, and
-    macro-F1 per band of every group (per-class F1 from the first test split, mean over seeds).
+    """Per task whose kind has one class per clip (`TaskKind.class_counts`, `per_class_f1`): classes banded
+    head / middle / tail by training frequency tertiles, and macro-F1 per band of every group (per-class
+    F1 from the first test split, mean over seeds).
     """
     m = data.manifest
     split = data.first_split
@@ -252,10 +253,11 @@ def frequency_bands(data: StudyData, *, train_split: str = "train") -> list[dict
     for name in data.task_cfgs:
         groups = data.groups_with_task(name)
         task = next((data.tasks_of(r)[name] for g in groups for r in data.groups[g][:1]), None)
-        if task is None or task.kind != "classification" or not task.classes or task.column not in m.columns:
+        if task is None or not task.classes or task.column not in m.columns:
             continue
-        counts = Counter(r.get(task.column, "") for r in train_rows)
-        freq = np.array([counts.get(c, 0) for c in task.classes], dtype=float)
+        freq = _class_frequencies(task, train_rows)
+        if freq is None:  # the kind has no class per clip
+            continue
         q1, q2 = (float(x) for x in np.quantile(freq, [1 / 3, 2 / 3]))
         # counts are whole numbers: n <= q  <=>  n <= floor(q), so the edges are stated as integers
         e1, e2 = int(np.floor(q1)), int(np.floor(q2))
@@ -277,10 +279,11 @@ def frequency_bands(data: StudyData, *, train_split: str = "train") -> list[dict
                 if pred is None or name not in pred["outputs"]:
                     continue
                 p = pred
-                mask = p["masks"][name].reshape(len(p["masks"][name]), -1)[:, 0]
-                per_seed.append(
-                    per_class_f1(p["outputs"][name], p["targets"][name], mask, num_classes=len(task.classes))
+                f1_run = task.spec.per_class_f1(
+                    task, p["outputs"][name], p["targets"][name], p["masks"][name]
                 )
+                if f1_run is not None:
+                    per_seed.append(f1_run)
             if per_seed:
                 f1[g] = np.mean(per_seed, axis=0)
         if not f1:
@@ -312,6 +315,19 @@ def frequency_bands(data: StudyData, *, train_split: str = "train") -> list[dict
             }
         )
     return out
+
+
+def _class_frequencies(task, rows: list[dict]) -> np.ndarray | None:
+    """Training clips per class of `task` (its kind's `class_counts` of the rows' labels; a label the run
+    does not know, from a manifest changed since, is not counted), or None when the kind counts none."""
+    labels = []
+    for r in rows:
+        try:
+            labels.append(task.spec.target_from_cell(task, r.get(task.column, ""), "manifest"))
+        except DataError:
+            continue
+    counts = task.spec.class_counts(task, labels)
+    return None if counts is None else np.array(counts, dtype=float)
 
 
 # -------------------------------------------------------------------------------------------------
