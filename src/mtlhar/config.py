@@ -599,9 +599,11 @@ def validate(cfg: RunConfig) -> None:
 
 def check_sampler(cfg: RunConfig) -> None:
     """`train.sampler: balanced` needs `train.balance_task` naming a single-label classification task."""
-    kinds = {t.name: t.kind for t in cfg.tasks}
-    if cfg.train.sampler == "balanced" and kinds.get(cfg.train.balance_task) != "classification":
-        single = [n for n, k in kinds.items() if k == "classification"]
+    from .kinds import KINDS
+
+    one = {t.name: t.kind in KINDS and KINDS[t.kind].one_class_per_clip for t in cfg.tasks}
+    if cfg.train.sampler == "balanced" and not one.get(cfg.train.balance_task):
+        single = [n for n, ok in one.items() if ok]
         raise ConfigError(
             f"config key 'train.balance_task': got {cfg.train.balance_task!r}; with train.sampler 'balanced' it "
             f"must name a single-label classification task, allowed values are {single}"

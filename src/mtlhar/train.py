@@ -717,7 +717,7 @@ def check_labels(
     return {
         t.name: [c for c, n in zip(t.classes, t.class_counts) if n == 0]
         for t in tasks
-        if t.kind == "classification" and t.class_counts and 0 in t.class_counts
+        if t.class_counts and 0 in t.class_counts  # set only by kinds that count classes
     }
 
 

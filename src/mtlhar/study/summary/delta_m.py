@@ -7,6 +7,7 @@ import numpy as np
 
 from ... import metrics as M
 from ... import stats
+from ...kinds import metric_direction
 from ..plan import PlannedRun
 from .metrics_table import SplitTable
 
@@ -32,7 +33,7 @@ def delta_m_rows(
         present = [] if group.startswith("stl_") else table.compared_tasks(group, primary)
         if not present:
             continue
-        higher_better = {t: M.METRIC_DIRECTIONS[main[t]] for t in present}
+        higher_better = {t: metric_direction(main[t]) for t in present}
         mtl = {t: table.mean(group, t, main[t]) for t in present}
         stl = {t: table.mean(f"stl_{t}", t, main[t]) for t in present}
         value, details = M.delta_m(mtl, stl, higher_better)

@@ -18,13 +18,13 @@ def metric_interval(
     the columns of the test clips with folds, None without."""
     folded = clip_ids is not None
     unit = "fold x seed units" if folded else "seeds"
-    if metric in stats.PER_CLIP:
+    if stats.has_per_clip_scores(task, metric):
         scores, valid = clip_matrix(task, loaded, clip_ids)
         boot = (stats.bootstrap_units_clips if folded else stats.bootstrap_seeds_clips)(scores, valid)
         resample = {"boot": boot, "scores": scores, "valid": valid}
         method = f"bootstrap over test clips x {unit}"
-    elif metric in stats.SET_METRICS and not folded:
-        fn = stats.SET_METRICS[metric]
+    elif stats.set_metric(task, metric) is not None and not folded:
+        fn = stats.set_metric(task, metric)
         outs, tgt, valid = set_metric_inputs(task.name, loaded)
         boot = stats.bootstrap_set_metric(fn, outs, tgt, valid)
         resample = {"boot": boot, "set": (fn, outs, tgt, valid)}
