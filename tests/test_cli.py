@@ -138,3 +138,13 @@ def test_cli_functions_are_short_and_demo_does_not_import_the_cli():
     demo = ast.parse((src / "demo.py").read_text())
     imported = {n.module for n in ast.walk(demo) if isinstance(n, ast.ImportFrom)}
     assert not any(m and (m == "cli" or m.startswith(("cli.", "mtlhar.cli"))) for m in imported)
+
+
+def test_info_lists_the_registries_and_the_reliability_options(capsys):
+    from mtlhar.terms import CROSS_TERMS
+
+    assert main(["info", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["cross_task_terms"]) == set(CROSS_TERMS)
+    assert "synth-mtl" in data["shipped_configs"]
+    assert "max_nonfinite_steps" in data["reliability"] and "sync_bn" in data["distributed"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import mtlhar
 
 from .balancing import BALANCERS
+from .config import shipped_configs
 from .data.dataset import STREAMS
 from .kinds import KINDS
 from .models.encoders import ENCODERS
 from .models.temporal import TEMPORAL
+from .terms import CROSS_TERMS
 
 DATASET_FORMATS = {
     "manifest": "CSV with id, path (or uri), split, group and one column per task; empty cell = no label",
@@ -22,7 +24,10 @@ def dataset_formats() -> dict[str, str]:
     return {**DATASET_FORMATS, **{k: v[1] for k, v in FORMATS.items()}}
 
 
-PLANNED = "dense decoding (targets from a stream), pose, contrastive, distillation task kinds; ONNX export"
+PLANNED = (
+    "flow and frame decoders (Rev2Net), pose, contrastive and distillation task kinds, sensor encoders; ONNX "
+    "export, streaming and a web page"
+)
 
 
 def _pretrained() -> dict[str, str]:
@@ -79,9 +84,18 @@ def info() -> dict:
         "balancers": {k: v[1] for k, v in BALANCERS.items()},
         "gradient_balancer_args": "every gradient method: mode (representation | parameters), update_every "
         "(solve every k steps), diagnostics_every; gradnorm: alpha, lr, update_every (norms every k steps)",
-        "cross_task_terms": {
-            "hierarchy_consistency": "KL (or CE) between fine probabilities summed per group and the coarse head"
-        },
+        "cross_task_terms": {k: v[1] for k, v in CROSS_TERMS.items()},
+        "cross_task_term_api": "a new term: a builder(spec, tasks, manifest, where) and one row in "
+        "mtlhar.terms.CROSS_TERMS",
+        "encoder_protocol": "keyword-only builders (mtlhar.models.encoders); stream and in_channels taken from "
+        "the data where a builder accepts them; taps {name: (dim, layout)}; optional fit_to_data(arrays); "
+        "small3d norm: batch | group | none",
+        "shipped_configs": shipped_configs(),
+        "reliability": "checkpoints weights_only (a file that would run code is refused); a NaN/inf step is "
+        "skipped, train.max_nonfinite_steps in a row stop the run (exit 2); --resume refuses a changed config "
+        "(--allow-change KEY); amp: auto = float32 on CPU (bitwise reproducible), bfloat16 with amp: on",
+        "distributed": "torchrun -m mtlhar train ...: losses over all ranks, rank 0 writes and reports; "
+        "train.sync_bn: BatchNorm statistics over the global batch (SyncBatchNorm; all-reduced on CPU/gloo)",
         "schedules": "cosine, step, constant, wsd (warm-up, stable, cosine decay over train.decay_fraction)",
         "long_tail": "loss: class_balanced (args.beta), logit_adjust: tau, train.sampler: balanced",
         "augment": ", ".join(AUGMENT_KEYS) + " (data.augment; clip-consistent; flip_swap label rules)",
