@@ -186,6 +186,17 @@ def inspect_manifest(
     report["task_stats"] = {t: _task_stats(t, pairs, spaces.get(t), issues, t in primary) for t in tasks}
     _check_training_labels(report["task_stats"], primary, report["splits"], issues)
 
+    report["duplicates"] = _duplicates(pairs, issues)
+    files = {"checked": 0, "ok": 0, "bad": 0}
+    if check_files and "path" in columns:
+        files = _check_files(pairs, path.parent, issues, min_frames=min_frames, decode=decode)
+    report["files"] = files
+    report["issues"] = issues
+    return report
+
+
+def _duplicates(pairs: list[tuple[int, dict[str, str]]], issues: list[dict[str, Any]]) -> dict[str, Any]:
+    """Repeated ids, and repeated (file, segment) pairs, with their lines; each also an issue."""
     dup_ids: dict[str, list[int]] = defaultdict(list)
     dup_paths: dict[str, list[int]] = defaultdict(list)
     for line_no, r in pairs:
@@ -193,37 +204,45 @@ def inspect_manifest(
         key = f"{r.get('path', '')} [{r.get('start', '')}, {r.get('end', '')}]"
         if r.get("path"):
             dup_paths[key].append(line_no)
-    report["duplicates"] = {
+    out = {
         "ids": {k: v for k, v in dup_ids.items() if len(v) > 1},
         "paths": {k: v for k, v in dup_paths.items() if len(v) > 1},
     }
-    for k, lines in report["duplicates"]["ids"].items():
+    for k, lines in out["ids"].items():
         issues.append({"row": lines[1], "id": k, "path": "", "problem": f"id repeats (lines {lines})"})
-    for k, lines in report["duplicates"]["paths"].items():
+    for k, lines in out["paths"].items():
         issues.append(
             {"row": lines[1], "id": "", "path": k, "problem": f"same file and segment on lines {lines}"}
         )
+    return out
 
+
+def _check_files(
+    pairs: list[tuple[int, dict[str, str]]],
+    folder: Path,
+    issues: list[dict[str, Any]],
+    *,
+    min_frames: int,
+    decode: bool,
+) -> dict[str, int]:
+    """Open (and decode) every file the manifest names once; problems and warnings become issues."""
     files = {"checked": 0, "ok": 0, "bad": 0}
-    if check_files and "path" in columns:
-        by_path: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
-        for line_no, r in pairs:
-            by_path[r.get("path", "")].append((line_no, r))
-        for rel, users in by_path.items():
-            line_no, first = users[0]
-            if not rel:
-                issues.append({"row": line_no, "id": first["id"], "path": "", "problem": "empty path"})
-                continue
-            p = Path(rel) if Path(rel).is_absolute() else path.parent / rel
-            facts, problems = check_file(p, min_frames=min_frames, decode=decode)
-            problems += _segment_problems(users, facts)
-            files["checked"] += 1
-            files["bad" if problems else "ok"] += 1
-            for problem in problems + facts.get("warnings", []):
-                issues.append({"row": line_no, "id": first["id"], "path": str(p), "problem": problem})
-    report["files"] = files
-    report["issues"] = issues
-    return report
+    by_path: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
+    for line_no, r in pairs:
+        by_path[r.get("path", "")].append((line_no, r))
+    for rel, users in by_path.items():
+        line_no, first = users[0]
+        if not rel:
+            issues.append({"row": line_no, "id": first["id"], "path": "", "problem": "empty path"})
+            continue
+        p = Path(rel) if Path(rel).is_absolute() else folder / rel
+        facts, problems = check_file(p, min_frames=min_frames, decode=decode)
+        problems += _segment_problems(users, facts)
+        files["checked"] += 1
+        files["bad" if problems else "ok"] += 1
+        for problem in problems + facts.get("warnings", []):
+            issues.append({"row": line_no, "id": first["id"], "path": str(p), "problem": problem})
+    return files
 
 
 def _segment_problems(users: list[tuple[int, dict[str, str]]], facts: dict[str, Any]) -> list[str]:
