@@ -200,18 +200,7 @@ def read_ntu(
     table = make_table([], ["action", "subject", "camera", "setup", "replication"], dataset="ntu")
     if prose:
         table.count("missing_list_other_lines", prose)
-    if root.is_file() and root.suffix.lower() in (".pkl", ".pickle"):
-        pickled = _load_pickle(root)
-        names = [str(a.get("frame_dir", "")) for a in pickled["annotations"] if isinstance(a, dict)]
-        samples = _pyskl_samples(pickled, root, benchmark)
-    elif root.is_dir():
-        files = sorted(root.rglob("*.skeleton"))
-        if not files:
-            raise DataError(f"{root}: no .skeleton files")
-        names = [f.stem for f in files]
-        samples = ((f.stem, f, None, None) for f in files)
-    else:
-        raise DataError(f"not found: {root} (expected a folder of .skeleton files or a pyskl .pkl)")
+    names, samples = _samples(root, benchmark)
     if benchmark == "xview":
         _check_xview(root, names, skip, num_actions)
 
@@ -240,24 +229,42 @@ def read_ntu(
         dest = arrays / f"{name}.npy"
         np.save(dest, sk.to_sequence(data, bodies).astype(np.float32))
         actions.append(info["action"])
-        table.rows.append(
-            {
-                "id": name,
-                "path": str(dest),
-                "split": split or benchmark_split(info, benchmark),
-                "group": f"P{info['subject']:03d}",
-                "domain": f"C{info['camera']:03d}",
-                "dataset": "ntu",
-                "action": f"A{info['action']:03d}",
-                "subject": f"P{info['subject']:03d}",
-                "camera": f"C{info['camera']:03d}",
-                "setup": f"S{info['setup']:03d}",
-                "replication": f"R{info['replication']:03d}",
-            }
-        )
+        table.rows.append(_row(name, dest, split or benchmark_split(info, benchmark), info))
     table.label_spaces["action"] = _action_classes(actions, num_actions)
     table.columns.insert(table.columns.index("dataset"), "domain")
     return table
+
+
+def _samples(root: Path, benchmark: str):
+    """(sample names, iterator of (name, source, data or None, split or None)) of a pyskl pickle or a
+    folder of .skeleton files."""
+    if root.is_file() and root.suffix.lower() in (".pkl", ".pickle"):
+        pickled = _load_pickle(root)
+        names = [str(a.get("frame_dir", "")) for a in pickled["annotations"] if isinstance(a, dict)]
+        return names, _pyskl_samples(pickled, root, benchmark)
+    if root.is_dir():
+        files = sorted(root.rglob("*.skeleton"))
+        if not files:
+            raise DataError(f"{root}: no .skeleton files")
+        return [f.stem for f in files], ((f.stem, f, None, None) for f in files)
+    raise DataError(f"not found: {root} (expected a folder of .skeleton files or a pyskl .pkl)")
+
+
+def _row(name: str, dest: Path, split: str, info: dict) -> dict[str, str]:
+    """The manifest row of one sample (subject = group, camera = domain)."""
+    return {
+        "id": name,
+        "path": str(dest),
+        "split": split,
+        "group": f"P{info['subject']:03d}",
+        "domain": f"C{info['camera']:03d}",
+        "dataset": "ntu",
+        "action": f"A{info['action']:03d}",
+        "subject": f"P{info['subject']:03d}",
+        "camera": f"C{info['camera']:03d}",
+        "setup": f"S{info['setup']:03d}",
+        "replication": f"R{info['replication']:03d}",
+    }
 
 
 def _check_xview(root: Path, names: list[str], skip: set[str], num_actions: int | None) -> None:

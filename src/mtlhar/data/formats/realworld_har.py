@@ -300,43 +300,47 @@ def read_realworld_har(
             table.exclude("/".join(key), f"no {', '.join(absent)} file for this recording")
             table.count("recordings_incomplete")
             continue
-        loaded = [_load_sensor(files[s][0], files[s][1](), nan) for s in sensors]
-        base_t = loaded[0][0]
-        chans = [loaded[0][1]] + [_align(base_t, t, x, period / 2) for t, x in loaded[1:]]
-        x = np.concatenate(chans, axis=1)
-        invalid = ~np.isfinite(x).all(axis=1)
-        gap_after = np.diff(base_t) > 1.5 * period  # gap between sample i and i + 1
-        gap_cum = np.concatenate([[0], np.cumsum(gap_after)])
-        bad_cum = np.concatenate([[0], np.cumsum(invalid)])
-        table.count("recordings")
-        for k, s0 in enumerate(range(0, len(x) - length + 1, step)):
-            s1 = s0 + length
-            if gap_cum[s1 - 1] - gap_cum[s0] > 0:
-                table.count("windows_dropped_gap")
-                continue
-            if bad_cum[s1] - bad_cum[s0] > 0:
-                table.count("windows_dropped_invalid")
-                continue
-            wid = f"{subject}_{activity}_{session}_{position}_{k:05d}"
-            dest = arrays / f"{wid}.npy"
-            np.save(dest, x[s0:s1].astype(np.float32))
-            table.count("windows")
-            table.rows.append(
-                {
-                    "id": wid,
-                    "path": str(dest),
-                    "split": split_of[subject],
-                    "group": subject,
-                    "dataset": "realworld_har",
-                    "activity": activity,
-                    "subject": subject,
-                    "position": position,
-                    **attrs.get(subject, dict.fromkeys(attr_cols, "")),
-                }
-            )
+        x, base_t = _aligned(files, sensors, nan, period)
+        row = {"split": split_of[subject], "group": subject, "dataset": "realworld_har", "activity": activity,
+               "subject": subject, "position": position, **attrs.get(subject, dict.fromkeys(attr_cols, ""))}  # fmt: skip
+        _write_windows(table, "_".join(key), x, base_t, period, length, step, arrays, row)
     _nested_zip_bytes.cache_clear()
     table.label_spaces["subject"] = subjects
     return table
+
+
+def _aligned(files: dict, sensors, nan: str, period: float) -> tuple[np.ndarray, np.ndarray]:
+    """The recording's sensors side by side on the first sensor's time stamps: ([N, channels], times)."""
+    loaded = [_load_sensor(files[s][0], files[s][1](), nan) for s in sensors]
+    base_t = loaded[0][0]
+    chans = [loaded[0][1]] + [_align(base_t, t, x, period / 2) for t, x in loaded[1:]]
+    return np.concatenate(chans, axis=1), base_t
+
+
+def _write_windows(
+    table, stem: str, x: np.ndarray, base_t: np.ndarray, period: float, length: int, step: int,
+    arrays: Path, row: dict[str, str],
+) -> None:  # fmt: skip
+    """One .npy and one manifest row per window of `length` samples every `step`; a window across a time
+    gap or holding a non-finite value is dropped and counted."""
+    invalid = ~np.isfinite(x).all(axis=1)
+    gap_after = np.diff(base_t) > 1.5 * period  # gap between sample i and i + 1
+    gap_cum = np.concatenate([[0], np.cumsum(gap_after)])
+    bad_cum = np.concatenate([[0], np.cumsum(invalid)])
+    table.count("recordings")
+    for k, s0 in enumerate(range(0, len(x) - length + 1, step)):
+        s1 = s0 + length
+        if gap_cum[s1 - 1] - gap_cum[s0] > 0:
+            table.count("windows_dropped_gap")
+            continue
+        if bad_cum[s1] - bad_cum[s0] > 0:
+            table.count("windows_dropped_invalid")
+            continue
+        wid = f"{stem}_{k:05d}"
+        dest = arrays / f"{wid}.npy"
+        np.save(dest, x[s0:s1].astype(np.float32))
+        table.count("windows")
+        table.rows.append({"id": wid, "path": str(dest), **row})
 
 
 def _subject_splits(subjects, test_subjects, val_subjects, test_size, val_size, seed) -> dict[str, str]:

@@ -23,6 +23,21 @@ from .table import Table, check_choice, find_dir, index_files, make_table, read_
 _GROUP = re.compile(r"_g(\d+)_c(\d+)", re.IGNORECASE)
 
 
+def _read_classes(class_file: Path) -> list[str]:
+    """The class names of `classInd.txt` ('<index> <ClassName>' lines, indices 1, 2, ... in order)."""
+    classes: list[str] = []
+    for line_no, line in read_lines(class_file):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise DataError(f"{class_file}: line {line_no}: expected '<index> <ClassName>', got {line!r}")
+        if int(parts[0]) != len(classes) + 1:
+            raise DataError(
+                f"{class_file}: line {line_no}: index {parts[0]} out of order (expected {len(classes) + 1})"
+            )
+        classes.append(parts[1])
+    return classes
+
+
 def read_ucf101(
     root: str | Path,
     *,
@@ -48,16 +63,7 @@ def read_ucf101(
         raise DataError(f"{root}: no split folder (expected {root / 'ucfTrainTestlist'}/classInd.txt)")
 
     class_file = ldir / "classInd.txt"
-    classes: list[str] = []
-    for line_no, line in read_lines(class_file):
-        parts = line.split()
-        if len(parts) != 2 or not parts[0].isdigit():
-            raise DataError(f"{class_file}: line {line_no}: expected '<index> <ClassName>', got {line!r}")
-        if int(parts[0]) != len(classes) + 1:
-            raise DataError(
-                f"{class_file}: line {line_no}: index {parts[0]} out of order (expected {len(classes) + 1})"
-            )
-        classes.append(parts[1])
+    classes = _read_classes(class_file)
     class_set = set(classes)
 
     on_disk = {p.relative_to(vdir).as_posix().lower(): p for p in index_files(vdir, (".avi",)).values()}
