@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,9 @@ from mtlhar.data.synth import (
     decode_video,
     generate,
     load_flow,
+    load_keypoints,
+    load_mask,
+    load_parts,
     load_pose,
     read_manifest,
     render_clip,
@@ -27,8 +32,8 @@ from mtlhar.data.synth import (
 )
 from mtlhar.data.synth.actions import action_params
 from mtlhar.data.synth.flow import warp_error
-from mtlhar.data.synth.scene import N_PERSON
-from mtlhar.data.synth.skeleton import forward_kinematics
+from mtlhar.data.synth.scene import N_PERSON, PART_FLIP_PAIRS, PART_NAMES
+from mtlhar.data.synth.skeleton import FLIP_PAIRS, forward_kinematics
 from mtlhar.data.synth.subjects import make_subjects
 from mtlhar.data.synth.world import COLUMNS
 
@@ -40,6 +45,23 @@ def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
     generate(out, **SMALL)
     return out
+
+
+def _tree_digest(folder: Path) -> str:
+    """Hash of every file's name and bytes under `folder`."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def test_outputs_without_stored_streams_are_the_bytes_of_before(dataset):
+    """Generator version unchanged: a dataset generated without `streams` is byte for byte what synth-1.1
+    wrote before they existed (digest recorded with the code at 2f2db18; numpy 2.4, libx264 of PyAV)."""
+    assert GENERATOR_VERSION == "synth-1.1"
+    assert _tree_digest(dataset) == "32a6969c5a8cdcd0"
 
 
 def test_label_spaces():
@@ -197,6 +219,46 @@ def test_composite(tmp_path):
     stored = load_flow(tmp_path, rows[0])
     assert rows[0]["flow"] and stored.shape == (7, 2, 32, 32)
     np.testing.assert_allclose(stored, load_flow(tmp_path, {**rows[0], "flow": ""}), atol=1e-5)
+    assert _tree_digest(tmp_path) == "1da5e3b76f60925c"  # store_flow: the bytes of before streams existed
+
+
+def test_stored_streams_are_the_clips_ground_truth(tmp_path):
+    m = generate(
+        tmp_path, clips=30, frames=4, size=32, heldout_domain=None, seed=2, streams="pose,mask,parts"
+    )
+    header = m.read_text().splitlines()[0].split(",")
+    assert header == COLUMNS + ["keypoints", "mask", "parts"]
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    assert settings["streams"] == ["pose", "mask", "parts"] and not settings["store_flow"]
+    assert "masks/<id>.npy" in (tmp_path / "README.md").read_text()
+    rows = read_manifest(m)
+    for r in rows[::11]:
+        raw = render_clip(spec_for(tmp_path, r))
+        assert r["flow"] == "" and (tmp_path / r["keypoints"]).is_file()
+        keypoints = np.load(tmp_path / r["keypoints"])
+        assert keypoints.shape == (4, len(JOINTS), 3) and keypoints.dtype == np.float32
+        np.testing.assert_array_equal(keypoints[..., :2], raw.joints)
+        np.testing.assert_array_equal(keypoints[..., 2], raw.visible)
+        np.testing.assert_array_equal(np.load(tmp_path / r["mask"]), raw.mask)
+        parts = np.load(tmp_path / r["parts"])
+        assert parts.dtype == np.uint8 and parts.max() <= N_PERSON
+        np.testing.assert_array_equal(parts > 0, raw.mask)
+        np.testing.assert_array_equal(parts[raw.mask], raw.label[raw.mask])
+        bare = {**r, "keypoints": "", "mask": "", "parts": ""}  # read from the pose file instead: the same
+        for load in (load_keypoints, load_mask, load_parts):
+            np.testing.assert_array_equal(load(tmp_path, r), load(tmp_path, bare))
+    with pytest.raises(ValueError, match="unknown stream 'masks' to store; expected some of flow, pose"):
+        generate(tmp_path / "x", clips=30, frames=2, size=16, streams=["masks"])
+
+
+def test_left_right_pairs_of_joints_and_parts():
+    names = {JOINTS[a]: JOINTS[b] for a, b in FLIP_PAIRS}
+    assert names == {
+        f"l_{j}": f"r_{j}" for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle", "toe")
+    }
+    parts = {PART_NAMES[a]: PART_NAMES[b] for a, b in PART_FLIP_PAIRS}
+    assert parts["torso_l"] == "torso_r" and parts["l_hand"] == "r_hand" and len(parts) == 7
+    assert PART_NAMES[0] == "background" and len(PART_NAMES) == N_PERSON + 1
 
 
 @pytest.mark.parametrize("a,b", TIME_ORDER_PAIRS)

@@ -17,7 +17,9 @@ def cache_root() -> Path:
 def ensure_synth(
     out: str | Path | None = None, progress: Callable[[int, int], None] | None = None, **settings
 ) -> Path:
-    """Path of the manifest of a synthetic dataset with these settings, generating it if needed.
+    """Path of the manifest of a synthetic dataset with these settings (the keywords of `synth.generate`,
+    e.g. `streams=["flow", "pose", "mask", "parts"]` for ground-truth arrays beside the videos), generating
+    it if needed.
 
     The folder name holds a hash of the settings and the generator version, so changed settings or a
     new generator never reuse stale data; generation goes to a temporary folder renamed when complete,

@@ -3,7 +3,8 @@
 An articulated figure (18-joint 3D skeleton, perspective-projected, capsule limbs with shading,
 clothing colours) performs 23 fine actions in 6 coarse groups, including exact time-reversal
 pairs (sit down / stand up, ...) and object actions with caption placeholders. Every clip comes
-with joints, visibility, person mask and exact optical flow.
+with joints, visibility, person and body-part masks and exact optical flow (`generate(streams=...)`
+writes them as per-clip arrays beside the videos; `mtlhar.data.sources` reads them as streams).
 
     from mtlhar.data.synth import generate
     manifest = generate("data/synth", clips=2000, workers=2)
@@ -11,17 +12,21 @@ with joints, visibility, person mask and exact optical flow.
 
 from .actions import COARSE_OF, FINE_ACTIONS, TEMPLATE_OF, TIME_ORDER_PAIRS
 from .background import DOMAINS
-from .scene import ClipSpec, Rendered, render_clip
-from .skeleton import JOINTS
-from .store import decode_video, load_flow, load_pose, read_manifest
-from .world import GENERATOR_VERSION, generate, plan, spec_for
+from .scene import PART_FLIP_PAIRS, PART_NAMES, ClipSpec, Rendered, render_clip
+from .skeleton import FLIP_PAIRS, JOINTS
+from .store import decode_video, load_flow, load_keypoints, load_mask, load_parts, load_pose, read_manifest
+from .world import GENERATOR_VERSION, STORED_STREAMS, generate, plan, spec_for
 
 __all__ = [
     "COARSE_OF",
     "DOMAINS",
     "FINE_ACTIONS",
+    "FLIP_PAIRS",
     "GENERATOR_VERSION",
     "JOINTS",
+    "PART_FLIP_PAIRS",
+    "PART_NAMES",
+    "STORED_STREAMS",
     "TEMPLATE_OF",
     "TIME_ORDER_PAIRS",
     "ClipSpec",
@@ -29,6 +34,9 @@ __all__ = [
     "decode_video",
     "generate",
     "load_flow",
+    "load_keypoints",
+    "load_mask",
+    "load_parts",
     "load_pose",
     "plan",
     "read_manifest",

@@ -56,6 +56,12 @@ PERSON_PARTS = [
     ("r_foot", "capsule", "r_ankle", "r_toe", "foot", "shoes"),
 ]
 N_PERSON = len(PERSON_PARTS)
+#: Body-part ids of a part mask: 0 background (and everything not the person), part k at id k.
+PART_NAMES = ["background"] + [p[0] for p in PERSON_PARTS]
+#: Left/right part pairs (ids into PART_NAMES): a horizontal flip swaps them.
+PART_FLIP_PAIRS: list[tuple[int, int]] = [(PART_NAMES.index("torso_l"), PART_NAMES.index("torso_r"))] + [
+    (i, PART_NAMES.index("r_" + name[2:])) for i, name in enumerate(PART_NAMES) if name.startswith("l_")
+]
 OBJ_LABEL = N_PERSON + 1
 OCC_LABEL = N_PERSON + 2
 DISTRACT_LABEL = N_PERSON + 3  # two slots

@@ -32,6 +32,10 @@ JOINTS: list[str] = [
     "r_toe",
 ]
 J = {name: i for i, name in enumerate(JOINTS)}
+#: Left/right joint pairs (indices into JOINTS): a horizontal flip swaps them.
+FLIP_PAIRS: list[tuple[int, int]] = [
+    (J[name], J["r_" + name[2:]]) for name in JOINTS if name.startswith("l_")
+]
 
 # Bone angle convention for limbs: th = swing in the frontal plane away from the body midline
 # (0 = hanging down, 90 = sideways horizontal, 180 = straight up, 270 = across the body),

@@ -1,4 +1,5 @@
-"""Writing and reading one clip: video encoding, pose/ground-truth npz, flow."""
+"""Writing and reading one clip: video encoding, pose/ground-truth npz, flow, and the per-clip stream
+arrays written on request (`generate(streams=...)`): keypoints, person masks and body-part masks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,14 @@ import numpy as np
 
 from .flow import compute_flow
 from .scene import N_PERSON, Rendered
+
+# stream name -> (manifest column, folder) of the per-clip arrays `generate(streams=...)` writes
+STREAM_FILES = {
+    "flow": ("flow", "flow"),
+    "pose": ("keypoints", "keypoints"),
+    "mask": ("mask", "masks"),
+    "parts": ("parts", "parts"),
+}
 
 CODECS = {"h264": ".mp4", "ffv1": ".mkv"}
 # mbtree=0: with macroblock-tree rate control this libx264 build is not bit-exact run to run (measured:
@@ -127,3 +136,52 @@ def read_manifest(dataset_dir: str | os.PathLike) -> list[dict[str, str]]:
     path = path if path.is_file() else path / "manifest.csv"
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def stream_arrays(r: Rendered, streams) -> dict[str, np.ndarray]:
+    """The per-clip arrays of `streams` (names of STREAM_FILES) for one rendered clip:
+    flow float32 [T-1, 2, H, W] (from frame t to t+1), pose float32 [T, J, 3] (x, y pixels, visible),
+    mask uint8 [T, H, W] (1 = person), parts uint8 [T, H, W] (body-part ids, `scene.PART_NAMES`)."""
+    makers = {
+        "flow": r.flow,
+        "pose": lambda: np.concatenate([r.joints, r.visible[..., None].astype(np.float32)], -1),
+        "mask": lambda: r.mask.astype(np.uint8),
+        "parts": lambda: np.where(r.label <= N_PERSON, r.label, 0).astype(np.uint8),
+    }
+    return {name: makers[name]() for name in streams}
+
+
+def _stored(dir_or_path, row, name: str) -> np.ndarray | None:
+    """The stored array of stream `name` of a row, or None when the dataset was generated without it."""
+    column = STREAM_FILES[name][0]
+    rel = row.get(column, "") if hasattr(row, "get") else ""
+    return np.load(_resolve(dir_or_path, row, column)) if rel else None
+
+
+def load_keypoints(dir_or_path: str | os.PathLike, row) -> np.ndarray:
+    """float32 [T, J, 3]: x, y (pixels of the rendered frame) and visibility (1/0) of every joint."""
+    stored = _stored(dir_or_path, row, "pose")
+    if stored is not None:
+        return stored.astype(np.float32)
+    with np.load(_resolve(dir_or_path, row, "pose")) as z:
+        return np.concatenate([z["joints"], z["visible"][..., None]], -1).astype(np.float32)
+
+
+def load_mask(dir_or_path: str | os.PathLike, row) -> np.ndarray:
+    """uint8 [T, H, W]: 1 on the visible person, 0 elsewhere."""
+    stored = _stored(dir_or_path, row, "mask")
+    if stored is not None:
+        return stored
+    with np.load(_resolve(dir_or_path, row, "pose")) as z:
+        T, H, W = (int(v) for v in z["mask_shape"])
+        return np.unpackbits(z["mask"], axis=-1, count=W).reshape(T, H, W)
+
+
+def load_parts(dir_or_path: str | os.PathLike, row) -> np.ndarray:
+    """uint8 [T, H, W]: the visible body part's id (`scene.PART_NAMES`) at every pixel, 0 off the person."""
+    stored = _stored(dir_or_path, row, "parts")
+    if stored is not None:
+        return stored
+    with np.load(_resolve(dir_or_path, row, "pose")) as z:
+        label = z["label"]
+    return np.where(label <= N_PERSON, label, 0).astype(np.uint8)

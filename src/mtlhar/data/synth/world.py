@@ -26,7 +26,7 @@ from .actions import (
 from .background import DOMAINS
 from .scene import OBJECT_COLOURS, OBJECT_KINDS, VIEWS, ClipSpec, render_clip
 from .skeleton import P, neutral_vector
-from .store import CODECS, encode_video, save_pose
+from .store import CODECS, STREAM_FILES, encode_video, save_pose, stream_arrays
 from .subjects import BUILDS, SIZES, TEMPOS, Subject, make_subjects
 
 GENERATOR_VERSION = "synth-1.1"
@@ -56,6 +56,10 @@ COLUMNS = [
     "generator",
 ]
 SPLITS = ["train", "val", "test", "test_xdomain"]
+PLAN_KEYS = ("clips", "subjects", "heldout_domain", "long_tail", "composite", "seed")  # settings `plan` reads
+STORED_STREAMS = tuple(
+    STREAM_FILES
+)  # the per-clip arrays `generate(streams=...)` can write beside the videos
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class _Job:
     spec: ClipSpec
     out_dir: str
     codec: str
-    store_flow: bool
+    streams: tuple[str, ...]  # per-clip arrays to write (STREAM_FILES), flow included when stored
 
 
 def _neutral_start(name: str) -> bool:
@@ -178,8 +182,7 @@ def spec_for(dataset_dir, row) -> ClipSpec:
     """The ClipSpec of a manifest row (re-planned from DIR/settings.json), e.g. to get raw frames
     with `render_clip(spec_for(dir, row))`."""
     g = json.loads((Path(dataset_dir) / "settings.json").read_text())
-    keys = ("clips", "subjects", "heldout_domain", "long_tail", "composite", "seed")
-    rows = plan(domains=tuple(g["domains"]), **{k: g[k] for k in keys})
+    rows = plan(domains=tuple(g["domains"]), **{k: g[k] for k in PLAN_KEYS})
     index = int(row["id"]) if not isinstance(row, int) else row
     return replace(_specs([rows[index]], g)[0], index=index)
 
@@ -191,12 +194,12 @@ def _work(job: _Job) -> dict[str, str]:
     r = render_clip(spec)
     encode_video(out / "videos" / f"{cid}{CODECS[job.codec]}", r.rgba, spec.fps, job.codec)
     save_pose(out / "pose" / f"{cid}.npz", r, spec.actions)
-    if job.store_flow:
-        np.save(out / "flow" / f"{cid}.npy", r.flow())
+    for name, array in stream_arrays(r, job.streams).items():
+        np.save(out / STREAM_FILES[name][1] / f"{cid}.npy", array)
     return {"object": r.object, "view": r.view}
 
 
-def _row(index: int, p: dict, res: dict[str, str], frames: int, fps: int, codec: str, flow: bool) -> dict:
+def _row(index: int, p: dict, res: dict[str, str], frames: int, fps: int, codec: str, streams) -> dict:
     cid = f"{index:06d}"
     acts, subj = p["actions"], p["subject"]
     caps = [caption_for(a, res["object"] if a in OBJECT_ACTIONS else "") for a in acts]
@@ -220,12 +223,17 @@ def _row(index: int, p: dict, res: dict[str, str], frames: int, fps: int, codec:
         "height": f"{subj.height:.2f}",
         "object": res["object"],
         "pose": f"pose/{cid}.npz",
-        "flow": f"flow/{cid}.npy" if flow else "",
+        "flow": f"flow/{cid}.npy" if "flow" in streams else "",
         "frames": str(frames),
         "fps": str(fps),
         "dataset": "synth",
         "generator": GENERATOR_VERSION,
     }
+    for (
+        name
+    ) in streams:  # columns of the other stored streams (only when stored: default manifests unchanged)
+        column, folder = STREAM_FILES[name]
+        row.setdefault(column, f"{folder}/{cid}.npy")
     return row
 
 
@@ -250,6 +258,7 @@ def generate(
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
     store_flow: bool = False,
+    streams: Sequence[str] = (),
     reuse: bool = True,
 ) -> Path:
     """Generate the synthetic action dataset into `out_dir`; returns the path of manifest.csv.
@@ -259,24 +268,18 @@ def generate(
     std in 8-bit levels (None: per-domain default). `long_tail=R` makes train class frequencies an
     exponential profile from most to least frequent with ratio R (val/test stay balanced). With
     `reuse`, an existing dataset generated with identical settings is returned untouched.
+
+    `streams` names ground truth to write beside the videos as per-clip arrays, each with a manifest
+    column (`store.stream_arrays`): flow (flow/<id>.npy, the same as `store_flow`), pose (keypoints/<id>.npy
+    [T, J, 3]), mask (masks/<id>.npy, person), parts (parts/<id>.npy, body-part ids). Without them the
+    dataset readers derive the same arrays from pose/<id>.npz.
     """
     domains = tuple(domains)
-    for d in domains + ((heldout_domain,) if heldout_domain else ()):
-        if d not in DOMAINS:
-            raise ValueError(f"unknown domain {d!r}; expected one of {DOMAINS}")
-    if heldout_domain in domains:
-        raise ValueError("heldout_domain must not be one of the training domains")
-    if codec not in CODECS:
-        raise ValueError(f"codec must be one of {list(CODECS)}")
-    if size % 2 or size < 16 or frames < 2:
-        raise ValueError("size must be even and >= 16, frames >= 2")
-    for name, p in (("occlusion", occlusion), ("distractors", distractors), ("clutter", clutter)):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name} is a per-clip probability in [0, 1], got {p}")
-    if noise is not None and noise < 0:
-        raise ValueError(f"noise is a standard deviation in 8-bit levels (>= 0), got {noise}")
-    if long_tail is not None and long_tail < 1:
-        raise ValueError(f"long_tail is an imbalance ratio >= 1, got {long_tail}")
+    _check_settings(
+        domains, heldout_domain, codec, size, frames, occlusion, distractors, clutter, noise, long_tail
+    )
+    stored = _stored_streams(streams, store_flow)
+    store_flow = "flow" in stored
     settings = {
         "generator": GENERATOR_VERSION,
         "clips": clips,
@@ -296,25 +299,53 @@ def generate(
         "seed": seed,
         "store_flow": store_flow,
     }
+    extra = [n for n in stored if n != "flow"]
+    if extra:  # only then: settings of datasets without them stay as they were
+        settings["streams"] = extra
     out = Path(out_dir)
     manifest = out / "manifest.csv"
-    if reuse and manifest.exists() and (out / "settings.json").exists():
-        if json.loads((out / "settings.json").read_text()) == settings:
-            return manifest
-    for sub in ("videos", "pose") + (("flow",) if store_flow else ()):
+    if reuse and _generated_with(out, settings):
+        return manifest
+    for sub in ("videos", "pose", *(STREAM_FILES[n][1] for n in stored)):
         (out / sub).mkdir(parents=True, exist_ok=True)
     manifest.unlink(missing_ok=True)  # a dataset without manifest is incomplete
+    rows = plan(domains=domains, **{k: settings[k] for k in PLAN_KEYS})
+    jobs = [_Job(spec, str(out), codec, stored) for spec in _specs(rows, settings)]
+    _write_dataset(out, settings, rows, _render(jobs, workers, progress), stored)
+    return manifest
 
-    rows = plan(
-        clips=clips,
-        subjects=subjects,
-        domains=domains,
-        heldout_domain=heldout_domain,
-        long_tail=long_tail,
-        composite=composite,
-        seed=seed,
-    )
-    jobs = [_Job(spec, str(out), codec, store_flow) for spec in _specs(rows, settings)]
+
+def _generated_with(out: Path, settings: dict) -> bool:
+    """Whether `out` holds a complete dataset generated with exactly these settings."""
+    if not ((out / "manifest.csv").exists() and (out / "settings.json").exists()):
+        return False
+    return json.loads((out / "settings.json").read_text()) == settings
+
+
+def _check_settings(
+    domains, heldout_domain, codec, size, frames, occlusion, distractors, clutter, noise, long_tail
+):
+    """ValueError naming the first setting `generate` cannot use."""
+    for d in domains + ((heldout_domain,) if heldout_domain else ()):
+        if d not in DOMAINS:
+            raise ValueError(f"unknown domain {d!r}; expected one of {DOMAINS}")
+    if heldout_domain in domains:
+        raise ValueError("heldout_domain must not be one of the training domains")
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {list(CODECS)}")
+    if size % 2 or size < 16 or frames < 2:
+        raise ValueError("size must be even and >= 16, frames >= 2")
+    for name, p in (("occlusion", occlusion), ("distractors", distractors), ("clutter", clutter)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} is a per-clip probability in [0, 1], got {p}")
+    if noise is not None and noise < 0:
+        raise ValueError(f"noise is a standard deviation in 8-bit levels (>= 0), got {noise}")
+    if long_tail is not None and long_tail < 1:
+        raise ValueError(f"long_tail is an imbalance ratio >= 1, got {long_tail}")
+
+
+def _render(jobs: list[_Job], workers: int, progress) -> list[dict[str, str]]:
+    """Every job rendered and stored, in order (over `workers` processes)."""
     results: list[dict[str, str]] = []
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -327,19 +358,45 @@ def generate(
             results.append(_work(job))
             if progress:
                 progress(len(results), len(jobs))
+    return results
 
-    table = [_row(i, p, res, frames, fps, codec, store_flow) for i, (p, res) in enumerate(zip(rows, results))]
-    if composite:
+
+def _write_dataset(out: Path, settings: dict, rows: list[dict], results: list[dict], stored) -> None:
+    """The manifest (written last: a folder without one is incomplete) and the side files."""
+    g = settings
+    table = [
+        _row(i, p, res, g["frames"], g["fps"], g["codec"], stored)
+        for i, (p, res) in enumerate(zip(rows, results))
+    ]
+    if g["composite"]:
         for t, p in zip(table, rows):
             t["labels"] = "|".join(p["actions"])
-    subs = make_subjects(subjects, seed)
-    _write_side_files(out, settings, table, subs, long_tail)
+    _write_side_files(out, settings, table, make_subjects(g["subjects"], g["seed"]), g["long_tail"])
+    extra = [STREAM_FILES[n][0] for n in stored if n != "flow"]
+    _write_manifest(out / "manifest.csv", COLUMNS + extra + (["labels"] if g["composite"] else []), table)
+
+
+def _write_manifest(path: Path, columns: list[str], table: list[dict]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS + (["labels"] if composite else []), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(table)
-    manifest.write_text(buf.getvalue())
-    return manifest
+    path.write_text(buf.getvalue())
+
+
+def _stored_streams(streams: Sequence[str], store_flow: bool) -> tuple[str, ...]:
+    """The streams to write, in STORED_STREAMS order; ValueError naming an unknown one."""
+    if isinstance(streams, str):
+        streams = [s.strip() for s in streams.split(",") if s.strip()]  # "flow,pose,mask" as a CLI gives it
+    if not isinstance(streams, list | tuple):
+        raise ValueError(f"streams is a list of names out of {', '.join(STORED_STREAMS)}, got {streams!r}")
+    unknown = sorted({str(s) for s in streams} - set(STORED_STREAMS))
+    if unknown:
+        raise ValueError(
+            f"unknown stream {unknown[0]!r} to store; expected some of {', '.join(STORED_STREAMS)}"
+        )
+    wanted = set(streams) | ({"flow"} if store_flow else set())
+    return tuple(n for n in STORED_STREAMS if n in wanted)
 
 
 def _write_side_files(out: Path, settings: dict, table: list[dict], subs: list[Subject], long_tail) -> None:
@@ -439,6 +496,13 @@ def readme(settings: dict, table: list[dict], subs: list[Subject]) -> str:
     lines += [f"| {s.id} | {s.size} | {s.build} | {s.tempo} | {s.height:.2f} |" for s in subs]
     lines += [
         "",
+    ]
+    return "\n".join(lines + _readme_files(settings))
+
+
+def _readme_files(settings: dict) -> list[str]:
+    """The README's list of files (stored streams only when the dataset has them)."""
+    lines = [
         "## Files",
         "",
         "- `videos/<id>`: the clip; `pose/<id>.npz`: joints [T,J,2] (pixels), joints3d, visible,",
@@ -447,4 +511,10 @@ def readme(settings: dict, table: list[dict], subs: list[Subject]) -> str:
         "- `manifest.csv`, `classes.json`, `hierarchy.csv`, `settings.json`.",
         "",
     ]
-    return "\n".join(lines)
+    if settings.get("streams"):  # stored streams (README of datasets without them unchanged)
+        lines[-1:] = [
+            "Stored streams (manifest columns): `keypoints/<id>.npy` [T, J, 3] x, y, visible; `masks/<id>.npy`",
+            "[T, H, W] person 0/1; `parts/<id>.npy` [T, H, W] body-part ids (`synth.PART_NAMES`).",
+            "",
+        ]
+    return lines
