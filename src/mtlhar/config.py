@@ -80,9 +80,19 @@ class DataConfig:
     augment: dict[str, Any] = field(default_factory=dict)
     test_clips: int = 1  # evaluation: temporal windows per clip, outputs averaged per clip
     test_crops: int = 1  # evaluation: spatial crops per window (3: along the long side, 5: centre + corners)
+    # every stream of a sample, read at the same frames and moved by the same plan (`mtlhar.data.sources`):
+    # {name: {source: video | array | sequence | features | synth_flow | synth_pose | synth_mask |
+    # synth_parts, column: ..., ...}}; {} = the one stream `stream`
+    streams: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)  # the streams the encoder reads ([] = [stream])
+    views: int = 1  # augmented views per training sample, each from its own frames and plan
 
     def __post_init__(self) -> None:
+        from .data.sources import check_inputs, check_streams  # beside the sources they configure
         from .data.transforms import AUGMENT_KEYS, check_augment  # beside the transforms it configures
+
+        self.streams = check_streams(self.streams, "data.streams")
+        check_inputs(self.inputs, self.streams, self.stream, "data.inputs")
 
         try:
             check_augment(self.augment, "data.augment")
@@ -226,6 +236,7 @@ RANGES: dict[type, dict[str, str | Pattern]] = {
         "max_bad_fraction": "[0, 1]",
         "test_clips": ">= 1",
         "test_crops": ">= 1",
+        "views": ">= 1",
     },
     TrainConfig: {
         "steps": ">= 1",
