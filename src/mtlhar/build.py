@@ -150,6 +150,9 @@ def make_dataset(
         augment=d.augment if train else None,
         test_clips=d.test_clips if multi and not train else 1,
         test_crops=d.test_crops if multi and not train else 1,
+        streams=d.streams or None,
+        inputs=d.inputs or None,
+        sample_views=d.views if train else 1,
     )
 
 

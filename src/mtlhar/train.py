@@ -214,12 +214,12 @@ class Trainer:
         dev = self.device
         nb = dev.type == "cuda"
         batch = decode_batch_on(batch, dev)  # data.jpeg_decode: device
-        return {
-            **batch,
-            "inputs": {k: v.to(dev, non_blocking=nb) for k, v in batch["inputs"].items()},
-            "targets": {k: v.to(dev, non_blocking=nb) for k, v in batch["targets"].items()},
-            "mask": {k: v.to(dev, non_blocking=nb) for k, v in batch["mask"].items()},
+        moved = {
+            key: {k: v.to(dev, non_blocking=nb) for k, v in batch[key].items()}
+            for key in ("inputs", "targets", "mask", "streams", "valid")
+            if key in batch  # streams and their validity only when the config declares streams
         }
+        return {**batch, **moved}
 
     def compute_losses(self, batch: dict, step_counts: list[float] | None = None):
         """Per-task masked mean losses, presence flags, and the cross-task terms.

@@ -205,7 +205,7 @@ def build_cache(
     meta_path.write_text(json.dumps(meta))
     seen, items = set(), []
     for r in manifest.rows:
-        key = _key(r)
+        key = clip_key(r)
         if key in seen:
             continue
         seen.add(key)
@@ -228,7 +228,7 @@ def build_cache(
     return {"videos": len(items) - len(failed), "failed": failed, "bytes": size}
 
 
-def _key(row: dict) -> str:
+def clip_key(row: dict) -> str:
     """Cache key of a manifest row: the file and segment (several rows may share one video)."""
     seg = f"@{row.get('start', '')}-{row.get('end', '')}" if row.get("start") or row.get("end") else ""
     return row["path"] + seg

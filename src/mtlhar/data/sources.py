@@ -212,9 +212,9 @@ class VideoSource(Source):
         cache = self.ctx.frame_cache
         if cache is None:
             return super().open(row)
-        from .frame_cache import _key  # read only the sampled frames (JPEG) instead of decoding
+        from .frame_cache import clip_key  # read only the sampled frames (JPEG) instead of decoding
 
-        key = _key(self.manifest.rows[row])
+        key = clip_key(self.manifest.rows[row])
 
         def read(idx):
             frames = cache.read_frames(key, idx.tolist())
@@ -224,10 +224,10 @@ class VideoSource(Source):
 
     def open_encoded(self, row: int) -> Opened:
         """The sampled frames as JPEG bytes (`data.jpeg_decode: device`), decoded per batch later."""
-        from .frame_cache import _key
+        from .frame_cache import clip_key
 
         cache = self.ctx.frame_cache
-        key = _key(self.manifest.rows[row])
+        key = clip_key(self.manifest.rows[row])
         entry = cache._entry(key)
 
         def read(idx):

@@ -35,6 +35,13 @@ def add_parser(subparsers):
         action="store_true",
         help="also write DIR/flow/<id>.npy (else load_flow computes it exactly)",
     )
+    p.add_argument(
+        "--streams",
+        default="",
+        metavar="LIST",
+        help="ground truth to write beside the videos as per-clip arrays, comma-separated: flow, pose "
+        "(2D joints with visibility), mask (person), parts (body-part label maps); read with data.streams",
+    )
     p.add_argument("--codec", choices=["h264", "ffv1"], default="h264")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
@@ -62,6 +69,8 @@ def run(args) -> int:
     )
     if args.domains:
         kwargs["domains"] = tuple(args.domains)
+    if args.streams:
+        kwargs["streams"] = [x.strip() for x in args.streams.split(",") if x.strip()]
     try:
         path = synth.generate(args.out, progress=progress_bar("generating clips"), **kwargs)
     except ValueError as e:  # the generator's own checks of its settings
