@@ -5,6 +5,10 @@ from the study's paired tests and delta_m, then shows the evidence: results with
 charts, learning curves, confusion matrices, per-class F1 by training-frequency band, the cross-domain
 drop, transfer by source task (when the study has a `transfer` section), balancer weights, task
 affinity, a gallery of test clips with Grad-CAM, compute and provenance.
+A "Warnings" box near the top says where the evidence is weak (`evidence.warnings`: one seed,
+undertrained runs, a memorised auxiliary task, every run at the ceiling or at chance), and sections that do
+not apply (long-tail bands on balanced classes, the video gallery for runs that read no RGB video) are
+left out with the reason said once.
 
 >>> from mtlhar.report import build_report
 >>> build_report("mtlhar-demo")  # doctest: +SKIP
@@ -18,7 +22,7 @@ import os
 from pathlib import Path
 
 from ..config import TaskConfig
-from . import plots, tables
+from . import evidence, plots, tables
 from .gallery import build_gallery
 from .study import StudyData
 
@@ -45,8 +49,28 @@ def build_report(study_dir: str | Path, out: str | Path | None = None, *, galler
     return path
 
 
-def _figures(data: StudyData, out: Path) -> tuple[dict, str, list[dict]]:
-    """Draw every figure but the gallery's: (figures by section, the confusion note, frequency bands)."""
+def _band_tables(data: StudyData) -> tuple[list[dict], list[str]]:
+    """(the frequency bands worth showing, a reason for each task left out): a task is left out when its
+    training classes are balanced (`tables.BALANCED_RATIO`) or fewer than two bands hold a class; empty
+    bands are dropped (no "head: 0 classes")."""
+    shown, left_out = [], []
+    for b in tables.frequency_bands(data):
+        if b["balanced"]:
+            left_out.append(
+                f"long-tail bands for {b['task']}: its training classes are balanced "
+                f"({b['min_n']}–{b['max_n']} clips per class)"
+            )
+            continue
+        b["bands"] = [x for x in b["bands"] if x["n_classes"]]
+        if len(b["bands"]) < 2:
+            left_out.append(f"long-tail bands for {b['task']}: all its classes fall into one band")
+            continue
+        shown.append(b)
+    return shown, left_out
+
+
+def _figures(data: StudyData, out: Path, bands: list[dict]) -> tuple[dict, str]:
+    """Draw every figure but the gallery's: (figures by section, the confusion note)."""
     figures: dict = {"bars": [], "curves": [], "confusion": [], "bands": [], "affinity": []}
     for i, split in enumerate(data.splits):
         name = plots.bar_chart(data, split, out / f"bars_{i}_{_safe(split)}.png")
@@ -58,7 +82,6 @@ def _figures(data: StudyData, out: Path) -> tuple[dict, str, list[dict]]:
             figures["curves"].append({"task": task, "src": name})
     figures["weights"] = plots.weights_figure(data, out / "weights.png")
     figures["confusion"], confusion_note = _confusions(data, out)
-    bands = tables.frequency_bands(data)
     for b in bands:
         b["src"] = plots.bands_figure(b, out / f"bands_{_safe(b['task'])}.png")
     for i, (group, aff) in enumerate(data.affinity.items()):
@@ -72,12 +95,34 @@ def _figures(data: StudyData, out: Path) -> tuple[dict, str, list[dict]]:
         )
     top1 = [e for e in data.results.get("transfer") or [] if e.get("metric") == "top1"]
     figures["transfer"] = plots.transfer_figure(top1, out / "transfer.png") if top1 else None
-    return figures, confusion_note, bands
+    return figures, confusion_note
+
+
+def _left_out(gallery: dict, band_reasons: list[str]) -> list[str]:
+    """The sections that do not apply to this study, each with the reason (said once, near the top)."""
+    out = list(band_reasons)
+    if not gallery.get("applies", True):
+        out.append(
+            f"gallery of video frames and Grad-CAM: {gallery['run']} reads "
+            f"{', '.join(gallery.get('sources') or ['?'])}, not RGB video"
+        )
+    return out
+
+
+def _chance_notes(data: StudyData) -> list[str]:
+    out = []
+    for task in data.task_cfgs:
+        c = data.chance(task)
+        if c is not None:
+            out.append(f"{task} {data.main_metric(task)} 1/{round(1 / c)} = {c:.3f}")
+    return out
 
 
 def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict:
     """Compute every table and draw every figure; returns the template's variables."""
-    figures, confusion_note, bands = _figures(data, out)
+    bands, band_reasons = _band_tables(data)
+    figures, confusion_note = _figures(data, out, bands)
+    gallery = build_gallery(data, out, n_clips=gallery_clips)
     transfer = data.results.get("transfer") or []
     results_json = data.dir / "results.json"
     rel = Path(_relpath(results_json, out))
@@ -125,7 +170,11 @@ def build_context(data: StudyData, out: Path, *, gallery_clips: int = 6) -> dict
         "figures": figures,
         "confusion_note": confusion_note,
         "smoothing": plots.smoothing_window(data),
-        "gallery": build_gallery(data, out, n_clips=gallery_clips),
+        "gallery": gallery,
+        "warnings": evidence.warnings(data),
+        "n_seeds": data.n_seeds,
+        "left_out": _left_out(gallery, band_reasons),
+        "chance_notes": _chance_notes(data),
         "transfer_rows": transfer,
         "transfer_answer": data.results.get("transfer_answer"),
         "compute_rows": tables.compute_rows(data),
@@ -190,6 +239,7 @@ def _render(context: dict) -> str:
     env.filters["signed"] = lambda v, d=3: _num(v, d, sign=True)
     env.filters["pval"] = _pval
     env.globals["cell"] = _cell
+    env.globals["std_cell"] = _std_cell
     return env.get_template("report.html.j2").render(**context)
 
 
@@ -213,6 +263,15 @@ def _cell(value, digits: int = 3, sign: bool = False, p: bool = False):
     if text == "—":
         return Markup('<td class="na">—</td>')
     return Markup('<td class="num">{}</td>').format(text)
+
+
+def _std_cell(value, n_seeds, digits: int = 3):
+    """The std over seeds, or "n/a (1 seed)" where one seed has no spread (not a misleading 0.000)."""
+    from markupsafe import Markup
+
+    if n_seeds is not None and int(n_seeds) == 1:
+        return Markup('<td class="one-seed">n/a (1 seed)</td>')
+    return _cell(value, digits)
 
 
 def _pval(value) -> str:

@@ -32,7 +32,11 @@ def build_gallery(data: StudyData, out_dir: Path, *, n_clips: int = 6) -> dict:
     split = data.first_split
     group = (data.mtl_groups or list(data.groups))[0]
     run = data.groups[group][0]
-    info: dict = {"run": run, "split": split, "items": [], "notes": []}
+    info: dict = {"run": run, "split": split, "items": [], "notes": [], "applies": True, "saliency": False}
+    if not data.reads_video(run):  # no frames to show and no space-time map to explain
+        info["applies"] = False
+        info["sources"] = data.input_sources(run)
+        return info
     pred = data.predictions(run, split)
     if pred is None or not pred["ids"]:
         info["notes"].append(f"no predictions of {run} on {split}: nothing to show")
@@ -56,6 +60,7 @@ def build_gallery(data: StudyData, out_dir: Path, *, n_clips: int = 6) -> dict:
     model, cfg, saliency_note = _saliency_model(data.run_dir(run), primary)
     if saliency_note:
         info["notes"].append(saliency_note)
+    info["saliency"] = model is not None
 
     for k in choose_clips(pred, primary, rows, n_clips):
         clip_id = pred["ids"][k]
@@ -108,8 +113,9 @@ def _saliency_model(run_dir: Path, primary: Task):
         model, _, cfg = load_run(run_dir)
     except DataError as e:
         return None, None, f"no saliency: {e}"
-    if cfg.data.stream != "rgb":
-        return None, cfg, f"no saliency: the run reads the '{cfg.data.stream}' stream, not RGB video"
+    inputs = list(cfg.data.inputs or [cfg.data.stream])
+    if inputs != ["rgb"]:
+        return None, cfg, f"no saliency: the run reads {', '.join(inputs)}, not RGB video alone"
     if last_map_tap(model) is None:
         return None, cfg, "no saliency: the encoder has no space-time feature map"
     if not primary.spec.saliency:

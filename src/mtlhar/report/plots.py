@@ -59,16 +59,49 @@ def bar_chart(data: StudyData, split: str, path: Path) -> str | None:
                 fontsize=7,
             )
         metric = data.main_metric(task)
-        ax.set_xticks(x, [("STL" if is_stl(g) else g) for g in groups], rotation=20 if len(groups) > 2 else 0)
+        tilt = len(groups) > 2
+        ax.set_xticks(
+            x,
+            [("STL" if is_stl(g) else g) for g in groups],
+            rotation=25 if tilt else 0,
+            ha="right" if tilt else "center",
+            rotation_mode="anchor",
+        )
+        ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set_ylabel(f"{metric} ({'higher' if higher_is_better(metric) else 'lower'} is better)")
         ax.set_title(f"{task} ({data.role(task)})", fontsize=10)
-        top = max(float(hi.max()), float(means.max()))
-        ax.set_ylim(0, top * 1.18 if top > 0 else 1)
+        chance = data.chance(task)
+        top = max(float(hi.max()), float(means.max()), chance or 0.0)
+        ax.set_ylim(0, top * 1.25 if top > 0 else 1)  # room for the labels above the highest cap
+        if chance is not None:
+            _chance_line(ax, chance)
         ax.grid(axis="y", alpha=0.3)
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
     fig.suptitle(f"{split}: main metric per task, mean over seeds, bars = 95% CI")
     return _save(fig, path)
+
+
+def _chance_line(ax, chance: float) -> None:
+    """A dashed line at the chance level (1 / number of classes), labelled at its right end."""
+    lo, hi = ax.get_ylim()
+    pad = 0.08 * (max(hi, chance) - min(lo, chance) or 1.0)
+    if chance + pad > hi or chance - pad < lo:  # keep the line and its label inside the axes
+        ax.set_ylim(min(lo, chance - pad), max(hi, chance + pad))
+    ax.axhline(chance, color="#6e7781", ls="--", lw=1, zorder=3)
+    ax.annotate(
+        f"chance 1/{round(1 / chance)}",
+        (1, chance),
+        xycoords=("axes fraction", "data"),
+        xytext=(-2, 2),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        fontsize=7,
+        color="#57606a",
+        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
+        zorder=4,
+    )
 
 
 # -------------------------------------------------------------------------------------------------
@@ -137,6 +170,9 @@ def learning_curves(data: StudyData, task: str, path: Path) -> str | None:
     ax_val.set_title(f"{task}: validation {metric}", fontsize=10)
     ax_val.set_xlabel("step")
     ax_val.set_ylabel(f"{metric} ({'higher' if higher_is_better(metric) else 'lower'} is better)")
+    chance = data.chance(task)
+    if chance is not None:
+        _chance_line(ax_val, chance)
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
     ax_val.legend(fontsize=8, loc="best")

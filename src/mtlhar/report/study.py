@@ -33,6 +33,7 @@ class Curves:
     weights: dict[str, list[float]] = field(default_factory=dict)
     val_steps: list[int] = field(default_factory=list)
     val: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    scores: list[float] = field(default_factory=list)  # the validation multi-task score (higher is better)
 
 
 class StudyData:
@@ -63,6 +64,7 @@ class StudyData:
         self.colours.update({g: MTL_COLOURS[i % len(MTL_COLOURS)] for i, g in enumerate(mtl)})
         self._pred: dict[tuple[str, str], dict | None] = {}
         self._curves: dict[str, Curves] = {}
+        self._configs: dict[str, dict] = {}
 
     # ---------------------------------------------------------------------------------------------
     @property
@@ -139,6 +141,66 @@ class StudyData:
             self._curves[run] = read_curves(self.run_dir(run) / "metrics.jsonl")
         return self._curves[run]
 
+    @property
+    def n_seeds(self) -> int:
+        """Seeds per run group (the most any group has; `settings.seeds` when no group lists runs)."""
+        most = max((len(runs) for runs in self.groups.values()), default=0)
+        return most or int(self.results.get("settings", {}).get("seeds") or 0)
+
+    def run_config(self, run: str) -> dict:
+        """The run's config.yaml as a plain mapping ({} when absent or unreadable)."""
+        if run not in self._configs:
+            import yaml
+
+            path = self.run_dir(run) / "config.yaml"
+            try:
+                cfg = yaml.safe_load(path.read_text()) if path.is_file() else {}
+            except yaml.YAMLError:
+                cfg = {}
+            self._configs[run] = cfg if isinstance(cfg, dict) else {}
+        return self._configs[run]
+
+    def input_sources(self, run: str) -> list[str]:
+        """The source (video, sequence, pose_vector, ...) of each stream the run's encoder reads, from its
+        config (`data.inputs`, else `data.stream`); [] when the run has no config."""
+        from ..data.sources import LEGACY_STREAMS
+
+        d = self.run_config(run).get("data") or {}
+        if not d:
+            return []
+        streams = {**LEGACY_STREAMS, **(d.get("streams") or {})}
+        out = []
+        for name in d.get("inputs") or [d.get("stream") or "rgb"]:
+            entry = streams.get(name, {})
+            out.append(entry.get("source", name) if isinstance(entry, dict) else str(entry))
+        return out
+
+    def reads_video(self, run: str) -> bool:
+        """Whether the run's encoder reads RGB video (first input stream from `video`): the gallery's frames
+        and Grad-CAM need it. A run without a config is taken to read video (the default stream)."""
+        sources = self.input_sources(run)
+        return not sources or sources[0] == "video"
+
+    def task_def(self, task: str) -> Task | None:
+        """`task` as the first run that trains it defines it (classes, kind), or None."""
+        for g in self.groups_with_task(task) or list(self.groups):
+            for run in self.groups[g][:1]:
+                t = self.tasks_of(run).get(task)
+                if t is not None:
+                    return t
+        return None
+
+    def chance(self, task: str, metric: str | None = None) -> float | None:
+        """Chance level of `metric` (default the task's main metric): 1 / number of classes for top-1 (and
+        mean class accuracy) of a single-label classification task, as uniform guessing scores; else None."""
+        metric = metric or self.main_metric(task)
+        if metric not in ("top1", "mean_class_acc"):
+            return None
+        t = self.task_def(task)
+        if t is None or t.kind != "classification" or not t.classes or len(t.classes) < 2:
+            return None
+        return 1.0 / len(t.classes)
+
     def seed_of(self, run: str) -> int | None:
         prov = self.results.get("provenance", {}).get(run, {})
         return prov.get("seed")
@@ -197,6 +259,8 @@ def read_curves(path: Path) -> Curves:
         elif rec.get("split") == "val":
             i = len(c.val_steps)
             c.val_steps.append(int(rec["step"]))
+            score = rec.get("score")
+            c.scores.append(float(score) if score is not None else np.nan)
             for task, ms in (rec.get("metrics") or {}).items():
                 for metric, v in ms.items():
                     c.val.setdefault(task, {}).setdefault(metric, [np.nan] * i).append(float(v))

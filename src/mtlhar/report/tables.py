@@ -11,15 +11,21 @@ from collections import Counter
 import numpy as np
 
 from ..errors import DataError
+from .evidence import budget_limits, undertrained_runs
 from .study import StudyData, higher_is_better, is_stl
 
 ALPHA = 0.05  # significance level of the Holm-corrected paired tests
+BALANCED_RATIO = (
+    1.5  # training classes are balanced when the largest has at most this many times the smallest
+)
 
 
 # -------------------------------------------------------------------------------------------------
 def verdicts(data: StudyData) -> list[dict]:
-    """Per multi-task group and test split: the plain answer to "does MTL help here?" from the tests."""
+    """Per multi-task group and test split: the plain answer to "does MTL help here?" from the tests, and
+    what limits it (`limits`: one seed, undertrained runs; empty when nothing does)."""
     out = []
+    under = undertrained_runs(data)
     for group in data.mtl_groups:
         for split in data.splits:
             better, worse, same = [], [], []
@@ -49,7 +55,7 @@ def verdicts(data: StudyData) -> list[dict]:
             elif better and worse:
                 answer, tone = "Mixed", "mixed"
             else:
-                answer, tone = "Not shown", "neutral"
+                answer, tone = "No significant difference", "neutral"
             dm = next(
                 (
                     d
@@ -69,6 +75,7 @@ def verdicts(data: StudyData) -> list[dict]:
                     "same": same,
                     "delta_m": dm,
                     "delta_m_text": _delta_m_text(dm),
+                    "limits": budget_limits(data, group, under),
                 }
             )
     return out
@@ -242,7 +249,8 @@ def split_domains(data: StudyData) -> list[dict]:
 def frequency_bands(data: StudyData, *, train_split: str = "train") -> list[dict]:
     """Per task whose kind has one class per clip (`TaskKind.class_counts`, `per_class_f1`): classes banded
     head / middle / tail by training frequency tertiles, and macro-F1 per band of every group (per-class
-    F1 from the first test split, mean over seeds).
+    F1 from the first test split, mean over seeds). `balanced` is True where the most frequent class has at
+    most BALANCED_RATIO times the clips of the rarest (the report then shows no bands for the task).
     """
     m = data.manifest
     split = data.first_split
@@ -258,6 +266,8 @@ def frequency_bands(data: StudyData, *, train_split: str = "train") -> list[dict
         freq = _class_frequencies(task, train_rows)
         if freq is None:  # the kind has no class per clip
             continue
+        lo_n, hi_n = int(freq.min()), int(freq.max())
+        balanced = bool(hi_n <= BALANCED_RATIO * lo_n)
         q1, q2 = (float(x) for x in np.quantile(freq, [1 / 3, 2 / 3]))
         # counts are whole numbers: n <= q  <=>  n <= floor(q), so the edges are stated as integers
         e1, e2 = int(np.floor(q1)), int(np.floor(q2))
@@ -309,6 +319,9 @@ def frequency_bands(data: StudyData, *, train_split: str = "train") -> list[dict
                 "e2": e2,
                 "n_train": int(freq.sum()),
                 "all_equal": bool(freq.min() == freq.max()),
+                "balanced": balanced,
+                "min_n": lo_n,
+                "max_n": hi_n,
                 "freq": freq.tolist(),
                 "classes": task.classes,
                 "per_class": {g: v.tolist() for g, v in f1.items()},
